@@ -1,0 +1,3 @@
+from nitro_build.cli import main
+
+main()
