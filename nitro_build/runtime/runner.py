@@ -13,6 +13,8 @@ import asyncio
 import concurrent.futures
 import inspect
 import logging
+import re
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -117,7 +119,9 @@ class TaskRuntime:
             logger.debug("task %s already running; joining that run", name)
             return await asyncio.shield(asyncio.wrap_future(shared))
 
-        event = TaskEvent(name=name, payload=dict(payload or {}), context=dict(context or {}))
+        event = TaskEvent(
+            name=name, payload=dict(payload or {}), context=dict(context or {})
+        )
         try:
             result = await self._invoke(task, event)
         except BaseException as error:
@@ -208,7 +212,10 @@ class TaskRuntime:
         return result
 
     def _import(self, entry: TaskEntry) -> Task:
-        module_name = "nitro_tasks." + entry.name.replace(":", ".")
+        module_name = module_name_for(entry.name)
+        root = str(self.root.resolve())
+        if root not in sys.path:
+            sys.path.insert(0, root)
         if entry.handler:
             return load_handler(entry.handler, self.root, module_name)
         if entry.file:
@@ -220,7 +227,12 @@ class TaskRuntime:
         raise TaskNotImplemented(entry.name)
 
 
+def module_name_for(name: str) -> str:
+    """A module name for a task file that no other task name can share."""
+    escaped = re.sub(r"[^A-Za-z0-9]", lambda m: f"_{ord(m.group()):x}_", name)
+    return f"nitro_tasks.{escaped}"
+
+
 def _describe(error: BaseException) -> str:
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
