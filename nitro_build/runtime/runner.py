@@ -17,10 +17,10 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import TaskError, TaskNotFound, TaskNotImplemented
 from .loader import load_file, load_handler, task_in_module
@@ -55,6 +55,16 @@ class TaskOutcome:
         return {"ok": False, "error": self.error, "durationMs": self.duration_ms}
 
 
+class Coordinator(Protocol):
+    """Stretches "one running instance per name" across processes.
+
+    `run` either calls `invoke` (this process owns the run) or waits for the
+    run another process owns and returns its result or raises its error.
+    """
+
+    async def run(self, name: str, invoke: Callable[[], Awaitable[Any]]) -> Any: ...
+
+
 class TaskRuntime:
     """The tasks of one project and the runs in flight."""
 
@@ -63,8 +73,10 @@ class TaskRuntime:
         entries: Iterable[TaskEntry],
         root: Path | str = ".",
         schedules: Mapping[str, list[str]] | None = None,
+        coordinator: Coordinator | None = None,
     ) -> None:
         self.root = Path(root)
+        self.coordinator = coordinator
         self.entries = {entry.name: entry for entry in entries}
         self.schedules = {p: list(names) for p, names in (schedules or {}).items()}
         self._loaded: dict[str, Task] = {}
@@ -123,7 +135,12 @@ class TaskRuntime:
             name=name, payload=dict(payload or {}), context=dict(context or {})
         )
         try:
-            result = await self._invoke(task, event)
+            if self.coordinator is None:
+                result = await self._invoke(task, event)
+            else:
+                result = await self.coordinator.run(
+                    name, lambda: self._invoke(task, event)
+                )
         except BaseException as error:
             shared.set_exception(error)
             _ = shared.exception()  # marks the exception as retrieved
