@@ -43,8 +43,10 @@ class ConfigError(NitroError):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = list(problems)
         count = len(self.problems)
-        heading = "the project has a problem" if count == 1 else (
-            f"the project has {count} problems"
+        heading = (
+            "the project has a problem"
+            if count == 1
+            else (f"the project has {count} problems")
         )
         lines = "\n".join(f"  - {problem}" for problem in self.problems)
         super().__init__(f"{heading}:\n{lines}")

@@ -99,7 +99,6 @@ def define_task(
 def _make(function: RunFunction, meta: dict[str, Any], file: str, line: int) -> Task:
     if not callable(function):
         raise TypeError(
-            f"define_task needs a function for run, got {function!r} "
-            f"({file}:{line})"
+            f"define_task needs a function for run, got {function!r} ({file}:{line})"
         )
     return Task(run=function, meta=meta, file=file, line=line)
