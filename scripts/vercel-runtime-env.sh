@@ -47,7 +47,8 @@ if [[ -z "$python" ]]; then
     cat >&2 <<MSG
 error: no Python 3.12 found for Vercel's Python launcher (vercel-runtime needs 3.12).
 Looked at: \$NITRO_PYTHON312, python3.12 on PATH, and \$(pyenv root)/versions/3.12.*.
-Fix: install 3.12 with pyenv (pyenv install 3.12) or point NITRO_PYTHON312 at one.
+Fix: make a Python 3.12 interpreter available (a pyenv version, or a system
+package) or point NITRO_PYTHON312 at one; the Vercel tests cannot run without it.
 MSG
     exit 1
 fi

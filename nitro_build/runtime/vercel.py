@@ -1,0 +1,227 @@
+"""The function side of the vercel preset.
+
+The build writes one Python function under `api/` whose `app` comes from
+`create_app` here. Vercel calls every cron job at a path of its own with GET;
+this app maps the path back to its pattern, checks the Bearer token against
+`CRON_SECRET`, and runs that pattern's tasks with the pattern's most recent
+scheduled instant as `scheduledTime`. Every other request goes to the user's
+ASGI app when one is configured, and gets 404 otherwise.
+
+Vercel does not retry a failed cron call and may deliver one twice; the task
+runtime's one-running-instance rule joins a second delivery that arrives while
+the first still runs in the same instance.
+"""
+
+from __future__ import annotations
+
+import hmac
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import use_runtime
+from .cron import parse_pattern
+from .runner import TaskEntry, TaskRuntime
+
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+SECRET_VARIABLE = "CRON_SECRET"
+
+MISSING_SECRET = (
+    "CRON_SECRET is not set, so no cron call can be trusted and no task ran; "
+    "set it in the project's environment variables (for example "
+    "'vercel env add CRON_SECRET production' with a random string of at least "
+    "16 characters) and redeploy"
+)
+
+
+class VercelApp:
+    """The ASGI app of the generated function: cron paths, then the user's app."""
+
+    def __init__(
+        self,
+        runtime: TaskRuntime,
+        crons: Mapping[str, str],
+        app: ASGIApp | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.crons = dict(crons)
+        self.app = app
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope.get("type")
+        if kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+
+        path = str(scope.get("path") or "/")
+        pattern = self.crons.get(path) if kind == "http" else None
+        if pattern is not None:
+            await self._cron(scope, send, path, pattern)
+        elif self.app is not None:
+            await self.app(scope, receive, send)
+        elif kind == "http":
+            message = f"no route for '{path}'; this function only serves cron paths"
+            await _error(send, 404, message)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.app is not None:
+            await self.app(scope, receive, send)
+            return
+
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _cron(self, scope: Scope, send: Send, path: str, pattern: str) -> None:
+        method = str(scope.get("method", "GET")).upper()
+        if method != "GET":
+            message = f"method '{method}' is not allowed on a cron path; use GET"
+            await _error(send, 405, message, [(b"allow", b"GET")])
+            return
+
+        secret = os.environ.get(SECRET_VARIABLE, "")
+        if not secret:
+            logger.error("cron call to %s refused: %s", path, MISSING_SECRET)
+            await _error(send, 500, MISSING_SECRET)
+            return
+
+        if not _bearer_matches(scope, secret):
+            logger.warning("cron call to %s refused: wrong or missing token", path)
+            message = "missing or wrong 'Authorization: Bearer' token"
+            await _error(send, 401, message, [(b"www-authenticate", b"Bearer")])
+            return
+
+        scheduled = self.scheduled_instant(pattern)
+        scheduled_ms = int(scheduled.timestamp() * 1000)
+        context = {"vercel": {"path": path, "scheduledAt": scheduled.isoformat()}}
+        outcomes = await self.runtime.run_cron(pattern, scheduled_ms, context)
+
+        failed = [outcome.name for outcome in outcomes if not outcome.ok]
+        body = {
+            "ok": not failed,
+            "cron": pattern,
+            "scheduledTime": scheduled_ms,
+            "tasks": {outcome.name: outcome.as_dict() for outcome in outcomes},
+        }
+        if failed:
+            logger.error("cron %s: failed tasks: %s", pattern, ", ".join(failed))
+        await _respond(send, 500 if failed else 200, body)
+
+    def scheduled_instant(self, pattern: str) -> datetime:
+        """The pattern's latest instant at or before now, in UTC.
+
+        Vercel calls a little after the instant, never before it, so the
+        latest instant not after now is the tick being delivered.
+        """
+        now = self.clock()
+        try:
+            return parse_pattern(pattern).previous_before(now, UTC)
+        except Exception:
+            logger.exception("cron %s: no previous instant; using now", pattern)
+            return now
+
+
+def create_app(
+    root: Path | str,
+    tasks: Mapping[str, Mapping[str, str | None]],
+    schedules: Mapping[str, list[str]],
+    crons: Mapping[str, str],
+    app: str | None = None,
+) -> VercelApp:
+    """Build the function's app from the data the build embedded.
+
+    `tasks` maps each name to its `file` (relative to `root`), `handler` and
+    `description`; `crons` maps each cron path to its pattern.
+    """
+    root = Path(root)
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+
+    entries = [
+        TaskEntry(
+            name=name,
+            file=spec.get("file"),
+            handler=spec.get("handler"),
+            description=spec.get("description"),
+        )
+        for name, spec in tasks.items()
+    ]
+    runtime = TaskRuntime(entries, root, schedules)
+    use_runtime(runtime)
+
+    user_app = load_app(app) if app else None
+    return VercelApp(runtime, crons, user_app)
+
+
+def load_app(spec: str) -> ASGIApp:
+    """Import the user's ASGI app from "module:attr"."""
+    module_name, _, attr = spec.partition(":")
+    module = importlib.import_module(module_name)
+    value = getattr(module, attr or "app", None)
+    if not callable(value):
+        raise RuntimeError(
+            f"app '{spec}': module '{module_name}' has no ASGI app named "
+            f"'{attr or 'app'}'; set 'app' in the config to \"module:attribute\""
+        )
+    return value  # type: ignore[no-any-return]
+
+
+def _bearer_matches(scope: Scope, secret: str) -> bool:
+    expected = b"Bearer " + secret.encode()
+    given = b""
+    for name, value in scope.get("headers") or []:
+        if bytes(name).lower() == b"authorization":
+            given = bytes(value)
+            break
+    return hmac.compare_digest(given, expected)
+
+
+async def _error(
+    send: Send,
+    status: int,
+    message: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    body = {"error": True, "status": status, "message": message}
+    await _respond(send, status, body, headers)
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: Mapping[str, Any],
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    data = json.dumps(body, default=str).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+                (b"cache-control", b"no-store"),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})

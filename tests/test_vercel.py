@@ -1,0 +1,356 @@
+"""The vercel preset's function, run by Vercel's own Python launcher.
+
+`vercel-runtime` (Python 3.12) imports the function the way the platform
+does: through a bootstrap module that names the entrypoint, then its
+`vc_init`, which reports the port it serves on over an IPC socket. The tests
+play the platform: they own that socket, read the launcher's messages and
+logs, and send real HTTP requests to the port, shaped like Vercel's cron calls.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jinja2
+import pytest
+from conftest import REPO
+
+SECRET = "s3cret-for-tests-0123456789"
+CRON_USER_AGENT = "vercel-cron/1.0"
+
+# What Vercel's Python builder writes next to the function: it names the
+# entrypoint for the launcher, then imports the launcher.
+BOOTSTRAP = """\
+import importlib
+import os
+import site
+import sys
+
+_here = os.path.dirname(__file__)
+
+os.environ.update({
+  "__VC_HANDLER_MODULE_NAME": "api.nitro",
+  "__VC_HANDLER_ENTRYPOINT": "api/nitro.py",
+  "__VC_HANDLER_ENTRYPOINT_ABS": os.path.join(_here, "api/nitro.py"),
+  "__VC_HANDLER_VENDOR_DIR": "_vendor",
+  "__VC_HANDLER_VARIABLE_NAME": "app",
+})
+
+_vendor = os.path.normpath(os.path.join(_here, "_vendor"))
+if os.path.isdir(_vendor):
+    site.addsitedir(_vendor)
+    sys.path.insert(1, _vendor)
+    importlib.invalidate_caches()
+
+from vercel_runtime.vc_init import vc_handler
+"""
+
+
+@pytest.fixture(scope="session")
+def vercel_python() -> str:
+    """Python 3.12 with vercel-runtime, from scripts/vercel-runtime-env.sh."""
+    script = REPO / "scripts" / "vercel-runtime-env.sh"
+    result = subprocess.run(
+        ["bash", str(script)], capture_output=True, text=True, timeout=600
+    )
+    if result.returncode != 0:
+        message = f"vercel-runtime is not available:\n{result.stderr.strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return result.stdout.strip().splitlines()[-1]
+
+
+class Platform:
+    """Plays Vercel's side of one function instance run by vc_init."""
+
+    def __init__(self, python: str, root: Path, env: dict[str, str]) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="vc-ipc-"))
+        self.ipc_path = self.folder / "ipc.sock"
+        self.messages: list[dict[str, Any]] = []
+        self.changed = threading.Condition()
+        self.request_id = 0
+
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(self.ipc_path))
+        self.listener.listen(1)
+        self.listener.settimeout(30)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+        self.output = (self.folder / "output.txt").open("w+b")
+        environment = {
+            "PATH": os.environ["PATH"],
+            "LANG": "C.UTF-8",
+            "VERCEL_IPC_PATH": str(self.ipc_path),
+            "PYTHONPATH": "_vendor",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            **env,
+        }
+        self.process = subprocess.Popen(
+            [python, "-c", "import vc__handler__python"],
+            cwd=root,
+            env=environment,
+            stdout=self.output,
+            stderr=subprocess.STDOUT,
+        )
+        started = self.wait_for("server-started", timeout=30)
+        self.port = int(started["payload"]["httpPort"])
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
+
+    def _read(self) -> None:
+        try:
+            connection, _ = self.listener.accept()
+        except OSError:
+            return
+        buffer = b""
+        with connection:
+            while chunk := connection.recv(65536):
+                buffer += chunk
+                *complete, buffer = buffer.split(b"\0")
+                with self.changed:
+                    self.messages.extend(json.loads(raw) for raw in complete)
+                    self.changed.notify_all()
+
+    def wait_for(
+        self, kind: str, timeout: float, request_id: int | None = None
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while True:
+                for message in self.messages:
+                    context = message.get("payload", {}).get("context", {})
+                    if message.get("type") == kind and (
+                        request_id is None or context.get("requestId") == request_id
+                    ):
+                        return message
+                if self.process.poll() is not None:
+                    pytest.fail(f"vc_init exited early:\n{self.console()}")
+                if time.monotonic() > deadline:
+                    pytest.fail(f"no '{kind}' message from vc_init:\n{self.console()}")
+                self.changed.wait(0.1)
+
+    def call(
+        self, method: str, path: str, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        """One invocation, with the internal headers the platform adds.
+
+        Returns once the launcher has reported the invocation's end, so every
+        log line of it has arrived.
+        """
+        self.request_id += 1
+        sent = {
+            "x-vercel-internal-invocation-id": f"inv-{self.request_id}",
+            "x-vercel-internal-request-id": str(self.request_id),
+            **(headers or {}),
+        }
+        response = self.client.request(method, path, headers=sent)
+        self.wait_for("end", timeout=10, request_id=self.request_id)
+        return response
+
+    def cron(
+        self, path: str, authorization: str | None = f"Bearer {SECRET}"
+    ) -> httpx.Response:
+        """A call shaped like Vercel's cron: GET, its user agent, the secret."""
+        headers = {"user-agent": CRON_USER_AGENT}
+        if authorization is not None:
+            headers["authorization"] = authorization
+        return self.call("GET", path, headers)
+
+    def logs(self) -> str:
+        """Every log line the function sent to the platform, decoded."""
+        with self.changed:
+            found = [m for m in self.messages if m.get("type") == "log"]
+        return "".join(
+            base64.b64decode(m["payload"]["message"]).decode() + "\n" for m in found
+        )
+
+    def console(self) -> str:
+        self.output.seek(0)
+        return self.output.read().decode(errors="replace")
+
+    def stop(self) -> None:
+        self.client.close()
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.listener.close()
+        self.output.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def hand_made_function(root: Path, crons: dict[str, str], failing: bool) -> Path:
+    """A function folder laid out as the build lays it out, written by hand."""
+    bundle = root / "_nitro"
+    shutil.copytree(
+        REPO / "nitro_build" / "runtime",
+        bundle / "nitro_build" / "runtime",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    shutil.copy(REPO / "nitro_build" / "__init__.py", bundle / "nitro_build")
+    shutil.copytree(
+        REPO / "fixtures" / "example" / "tasks",
+        bundle / "tasks",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    tasks: dict[str, dict[str, str | None]] = {
+        "cms:update": {"file": "tasks/cms/update.py", "description": None},
+        "db:migrate": {"file": "tasks/db/migrate.py", "description": None},
+    }
+    schedules = {"* * * * *": ["cms:update"], "0 3 * * MON-FRI": ["db:migrate"]}
+    if failing:
+        (bundle / "tasks" / "boom.py").write_text(
+            "from nitro_build import define_task\n\n"
+            "@define_task(description='Always fails')\n"
+            "def boom(event):\n"
+            "    raise RuntimeError('boom went the task')\n"
+        )
+        tasks["boom"] = {"file": "tasks/boom.py", "description": None}
+        schedules["* * * * *"].append("boom")
+
+    templates = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(REPO / "templates"),
+        keep_trailing_newline=True,
+    )
+    source = templates.get_template("vercel/api/nitro.py.j2").render(
+        bundle_dir="_nitro",
+        app=None,
+        build={"tasks": tasks, "schedules": schedules, "crons": crons, "app": None},
+    )
+    (root / "api").mkdir()
+    (root / "api" / "nitro.py").write_text(source)
+    (root / "vc__handler__python.py").write_text(BOOTSTRAP)
+    return root
+
+
+CRONS = {"/api/_nitro/cron/0": "* * * * *", "/api/_nitro/cron/1": "0 3 * * MON-FRI"}
+
+
+@pytest.fixture
+def start(vercel_python: str, tmp_path: Path) -> Iterator[Any]:
+    """Start the function under vc_init; every started instance is stopped."""
+    started: list[Platform] = []
+
+    def launch(env: dict[str, str], failing: bool = False) -> Platform:
+        root = hand_made_function(tmp_path / f"fn{len(started)}", CRONS, failing)
+        platform = Platform(vercel_python, root, env)
+        started.append(platform)
+        return platform
+
+    yield launch
+    for platform in started:
+        platform.stop()
+
+
+def test_cron_call_with_the_secret_runs_the_patterns_tasks(start: Any) -> None:
+    platform = start({"CRON_SECRET": SECRET})
+
+    response = platform.cron("/api/_nitro/cron/0")
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["ok"] is True
+    assert body["cron"] == "* * * * *"
+    assert list(body["tasks"]) == ["cms:update"]
+    outcome = body["tasks"]["cms:update"]
+    assert outcome["ok"] is True
+    assert outcome["result"]["result"] == "Success"
+    scheduled = outcome["result"]["scheduledTime"]
+    assert scheduled == body["scheduledTime"]
+    assert scheduled % 60_000 == 0
+    assert 0 <= time.time() * 1000 - scheduled < 120_000
+    assert f"CMS updated (scheduled for {scheduled})" in platform.logs()
+
+
+def test_each_cron_path_runs_only_its_own_pattern(start: Any) -> None:
+    platform = start({"CRON_SECRET": SECRET})
+
+    response = platform.cron("/api/_nitro/cron/1")
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["cron"] == "0 3 * * MON-FRI"
+    assert list(body["tasks"]) == ["db:migrate"]
+    scheduled = time.gmtime(body["scheduledTime"] / 1000)
+    assert (scheduled.tm_hour, scheduled.tm_min, scheduled.tm_sec) == (3, 0, 0)
+    assert scheduled.tm_wday < 5
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer wrong", f"Bearer {SECRET}x", SECRET, f"Basic {SECRET}"],
+)
+def test_cron_call_without_the_right_secret_is_refused(
+    start: Any, authorization: str | None
+) -> None:
+    platform = start({"CRON_SECRET": SECRET})
+
+    response = platform.cron("/api/_nitro/cron/0", authorization)
+
+    assert response.status_code == 401
+    assert response.json()["error"] is True
+    assert "task cms:update started" not in platform.logs()
+
+
+def test_cron_call_with_the_secret_unset_says_to_set_it(start: Any) -> None:
+    platform = start({})
+
+    response = platform.cron("/api/_nitro/cron/0")
+
+    assert response.status_code == 500
+    assert "CRON_SECRET is not set" in response.json()["message"]
+    assert "vercel env add CRON_SECRET" in response.json()["message"]
+    assert "task cms:update started" not in platform.logs()
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
+def test_cron_path_answers_get_only(start: Any, method: str) -> None:
+    platform = start({"CRON_SECRET": SECRET})
+
+    response = platform.call(
+        method, "/api/_nitro/cron/0", {"authorization": f"Bearer {SECRET}"}
+    )
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET"
+    assert "task cms:update started" not in platform.logs()
+
+
+def test_a_failing_task_fails_the_call_after_the_others_ran(start: Any) -> None:
+    platform = start({"CRON_SECRET": SECRET}, failing=True)
+
+    response = platform.cron("/api/_nitro/cron/0")
+
+    assert response.status_code == 500
+    body = response.json()
+    assert body["ok"] is False
+    assert body["tasks"]["cms:update"]["ok"] is True
+    assert body["tasks"]["boom"] == {
+        "ok": False,
+        "error": "RuntimeError: boom went the task",
+        "durationMs": body["tasks"]["boom"]["durationMs"],
+    }
+    assert "task boom failed" in platform.logs()
+
+
+def test_other_paths_get_404_without_an_app(start: Any) -> None:
+    platform = start({"CRON_SECRET": SECRET})
+
+    response = platform.call("GET", "/api/nitro")
+
+    assert response.status_code == 404
