@@ -110,7 +110,9 @@ class TaskRuntime:
             return entry.description
         try:
             return self.task(name).description
-        except TaskNotImplemented:
+        except TaskError:
+            # A task that cannot load says why when it is run; listing it
+            # without a description keeps the other tasks listable.
             return ""
 
     async def run(
