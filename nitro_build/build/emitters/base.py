@@ -1,0 +1,176 @@
+"""The emitter base class: the steps every preset's output shares.
+
+An emitter receives the `BuildPlan` and a staging folder, and the pipeline
+calls, in order, `lay_out_bundle()` then `emit()`. The defaults copy the
+bundle as the preset's `[bundle]` table says and render every `[[files]]`
+entry; a platform's emitter overrides `emit()` (calling `super().emit()`) to
+write what data cannot say, with the helpers below. `check(plan)` runs before
+anything is written and returns problems that stop the build.
+
+Helpers, all taking paths relative to the output folder:
+`render(template, output, **extra)`, `write_text`, `write_json`,
+`write_toml`, `copy_file`, `vendor(requirements, folder)`; `context()` is
+what templates see; `manifest()` is the JSON the built runtime reads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ...errors import Problem
+from .. import bundle
+from ..bundle import BundleReport, Part
+
+if TYPE_CHECKING:
+    import jinja2
+
+    from ..model import BuildPlan
+
+logger = logging.getLogger(__name__)
+
+
+class Emitter:
+    """Writes one preset's output into a staging folder."""
+
+    def __init__(self, plan: BuildPlan, folder: Path) -> None:
+        self.plan = plan
+        self.preset = plan.preset
+        self.folder = folder
+        self.report = BundleReport()
+        self.written: list[Path] = []
+        self._templates: jinja2.Environment | None = None
+
+    @classmethod
+    def check(cls, plan: BuildPlan) -> list[Problem]:
+        """Problems only this platform has; the build stops on any."""
+        return []
+
+    # The steps the pipeline calls
+
+    def lay_out_bundle(self) -> None:
+        """Copy the runtime, the sources and the packages; list the rest."""
+        spec = self.preset.bundle
+        root = self.path(spec.folder)
+        root.mkdir(parents=True, exist_ok=True)
+
+        if spec.runtime:
+            files, size = bundle.copy_runtime(root, spec.runtime_exclude)
+            self.report.parts.append(
+                Part(self.relative(root / "nitro_build"), files, size)
+            )
+
+        sources = root / spec.sources
+        files, size = bundle.copy_sources(
+            self.plan.config.src_dir, sources, self.skipped_sources()
+        )
+        self.report.parts.append(Part(self.relative(sources), files, size))
+
+        requirements = list(spec.dependencies)
+        if spec.project_dependencies:
+            requirements += bundle.vendor.project_dependencies(self.plan.config.root)
+        self.vendor(
+            requirements, spec.folder + "/" + spec.packages if spec.packages else None
+        )
+
+    def emit(self) -> None:
+        """Render every `[[files]]` entry of the preset."""
+        for entry in self.preset.files:
+            self.render(entry.template, entry.output)
+
+    # Helpers for emitters
+
+    def path(self, output: str) -> Path:
+        """An output-relative path as a path in the staging folder."""
+        return (
+            (self.folder / output).resolve() if output not in ("", ".") else self.folder
+        )
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.folder).as_posix() or "."
+
+    def context(self) -> dict[str, Any]:
+        """What every template sees."""
+        plan = self.plan
+        return {
+            "plan": plan,
+            "preset": plan.preset,
+            "config": plan.config,
+            "tasks": plan.tasks,
+            "schedules": plan.schedules,
+            "options": plan.options,
+            "manifest": self.manifest(),
+            "versions": plan.versions,
+            "built_at": plan.built_at.isoformat(timespec="seconds"),
+        }
+
+    def manifest(self) -> dict[str, Any]:
+        return self.plan.manifest()
+
+    def render(self, template: str, output: str, **extra: Any) -> Path:
+        """Render a Jinja2 template with `context()` plus extra into output."""
+        environment = self._environment()
+        text = environment.get_template(template).render(**self.context(), **extra)
+        return self.write_text(output, text)
+
+    def write_text(self, output: str, text: str) -> Path:
+        target = self.path(output)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        self.written.append(target)
+        return target
+
+    def write_json(self, output: str, data: Any) -> Path:
+        return self.write_text(output, json.dumps(data, indent=2) + "\n")
+
+    def write_toml(self, output: str, data: dict[str, Any]) -> Path:
+        import tomli_w
+
+        return self.write_text(output, tomli_w.dumps(data))
+
+    def copy_file(self, source: Path, output: str) -> Path:
+        target = self.path(output)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(source.read_bytes())
+        self.written.append(target)
+        return target
+
+    def vendor(self, requirements: list[str], folder: str | None) -> None:
+        """Copy pure distributions into folder (None: list them all) and
+        write the preset's requirements file for whatever cannot be copied."""
+        target = self.path(folder) if folder is not None else None
+        part, resolution = bundle.vendor_packages(requirements, target)
+        if part is not None and target is not None:
+            self.report.parts.append(Part(self.relative(target), part.files, part.size))
+        self.report.warnings += resolution.warnings
+        self.report.listed += resolution.listed
+
+        if self.report.listed:
+            lines = "".join(f"{line}\n" for line in dict.fromkeys(self.report.listed))
+            self.write_text(self.preset.bundle.requirements, lines)
+
+    def skipped_sources(self) -> list[Path]:
+        """Folders under the sources that never ship: outputs, staging."""
+        output = self.plan.output
+        staged = output.parent.glob(f".{output.name}.*")
+        return [output, self.plan.config.output_dir, self.folder, *staged]
+
+    def _environment(self) -> jinja2.Environment:
+        if self._templates is None:
+            import jinja2
+
+            self._templates = jinja2.Environment(
+                loader=jinja2.FileSystemLoader(
+                    [str(p) for p in self.preset.template_dirs]
+                ),
+                undefined=jinja2.StrictUndefined,
+                keep_trailing_newline=True,
+                autoescape=False,
+            )
+            self._templates.filters["json"] = lambda value, indent=None: json.dumps(
+                value, indent=indent
+            )
+            self._templates.filters["pyrepr"] = repr
+        return self._templates
