@@ -48,6 +48,12 @@ logger = logging.getLogger(__name__)
 LONGEST_NAP = 60.0
 """The longest single sleep, in seconds: a forward clock jump shows within it."""
 
+FINAL_APPROACH = 0.004
+"""Seconds before an instant at which a sleep leaves the event loop's timer."""
+
+PLAN_DELAY = 0.002
+"""How long the loop lets fired ticks start before planning the next instants."""
+
 UNWIND_WAIT = 1.0
 """How long `stop` waits for cancelled ticks to run their cleanup, in seconds."""
 
@@ -77,8 +83,13 @@ class SystemClock:
         return time.time()
 
     async def sleep_until(self, moment: float) -> None:
+        while (remaining := moment - time.time()) > FINAL_APPROACH:
+            await asyncio.sleep(min(remaining - FINAL_APPROACH, LONGEST_NAP))
+
+        # The event loop waits in whole milliseconds, rounded up; the last few
+        # milliseconds are slept in a worker thread, which wakes on time.
         while (remaining := moment - time.time()) > 0:
-            await asyncio.sleep(min(remaining, LONGEST_NAP))
+            await asyncio.to_thread(time.sleep, remaining)
 
 
 class OpenLock:
@@ -250,12 +261,18 @@ class Scheduler:
             await self._clock.sleep_until(self._heap[0][0])
 
             now = self._clock.now()
+            due = []
             while self._heap and self._heap[0][0] <= now:
-                instant, order, text = heapq.heappop(self._heap)
+                due.append(heapq.heappop(self._heap))
+                self._fire(due[-1][2], due[-1][0])
+
+            # Planning the next instants costs a few hundred microseconds per
+            # pattern; let the ticks just fired reach their tasks first.
+            await asyncio.sleep(PLAN_DELAY)
+            for instant, order, text in due:
                 upcoming = self._following(text, instant, now)
                 if upcoming is not None:
                     heapq.heappush(self._heap, (upcoming, order, text))
-                self._fire(text, instant)
 
     def _following(self, text: str, instant: float, now: float) -> float | None:
         """The instant after this tick; the ones already past are skipped."""
