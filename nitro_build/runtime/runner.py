@@ -28,6 +28,10 @@ from .task import Task, TaskEvent
 
 logger = logging.getLogger(__name__)
 
+# Pyodide (Cloudflare's Python Workers) cannot start threads; there a plain
+# function runs on the event loop itself.
+CAN_START_THREADS = sys.platform != "emscripten"
+
 
 @dataclass(frozen=True)
 class TaskEntry:
@@ -213,7 +217,10 @@ class TaskRuntime:
             if inspect.iscoroutinefunction(task.run):
                 result = await task.run(event)
             else:
-                result = await asyncio.to_thread(task.run, event)
+                if CAN_START_THREADS:
+                    result = await asyncio.to_thread(task.run, event)
+                else:
+                    result = task.run(event)
                 if inspect.isawaitable(result):
                     result = await result
         except BaseException as error:
