@@ -70,6 +70,8 @@ class Emitter(BaseEmitter):
         }
 
     def emit(self) -> None:
+        # TODO: ship the sources' non-Python files too; wrangler uploads only
+        # .py files by default (waits on checking how Pyodide exposes data rules)
         super().emit()
         self.write_toml("wrangler.toml", self.wrangler_config())
 
