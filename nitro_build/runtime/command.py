@@ -17,8 +17,10 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from . import use_runtime
@@ -28,6 +30,7 @@ from .runner import TaskEntry, TaskRuntime
 logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 3000
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class CommandError(Exception):
@@ -139,6 +142,8 @@ def serve(
 
     host = host or os.environ.get("NITRO_HOST") or os.environ.get("HOST") or "0.0.0.0"
     port = port or _port_from_environment()
+    for number in STOP_SIGNALS:
+        signal.signal(number, _exit_on_signal)
     try:
         serve_http(
             runtime,
@@ -152,6 +157,14 @@ def serve(
     except ServerError as error:
         raise CommandError(str(error), 1) from None
     return 0
+
+
+def _exit_on_signal(number: int, frame: FrameType | None) -> None:
+    """Exit 0 on a stop signal. While serving, uvicorn handles the signal
+    itself, shuts down gracefully and then raises it again, which lands here;
+    before it serves, this stops the start-up."""
+    logger.info("stopped by %s", signal.Signals(number).name)
+    raise SystemExit(0)
 
 
 def _port_from_environment() -> int:
