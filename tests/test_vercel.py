@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -23,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import jinja2
 import pytest
-from conftest import REPO
+from conftest import FIXTURES, REPO
 
 SECRET = "s3cret-for-tests-0123456789"
 CRON_USER_AGENT = "vercel-cron/1.0"
@@ -169,10 +169,17 @@ class Platform:
             headers["authorization"] = authorization
         return self.call("GET", path, headers)
 
-    def logs(self) -> str:
-        """Every log line the function sent to the platform, decoded."""
+    def logs(self, request_id: int | None = None) -> str:
+        """The log lines the function sent to the platform, decoded: those of
+        one invocation (the latest by default), or all with request_id=0."""
+        wanted = self.request_id if request_id is None else request_id
         with self.changed:
-            found = [m for m in self.messages if m.get("type") == "log"]
+            found = [
+                m
+                for m in self.messages
+                if m.get("type") == "log"
+                and (wanted == 0 or m["payload"]["context"]["requestId"] == wanted)
+            ]
         return "".join(
             base64.b64decode(m["payload"]["message"]).decode() + "\n" for m in found
         )
@@ -194,61 +201,88 @@ class Platform:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def hand_made_function(root: Path, crons: dict[str, str], failing: bool) -> Path:
-    """A function folder laid out as the build lays it out, written by hand."""
-    bundle = root / "_nitro"
-    shutil.copytree(
-        REPO / "nitro_build" / "runtime",
-        bundle / "nitro_build" / "runtime",
-        ignore=shutil.ignore_patterns("__pycache__"),
+def build(project: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """`nitro build --preset vercel` on a project, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "nitro_build", "build", "--preset", "vercel", *options],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    shutil.copy(REPO / "nitro_build" / "__init__.py", bundle / "nitro_build")
-    shutil.copytree(
-        REPO / "fixtures" / "example" / "tasks",
-        bundle / "tasks",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
-    tasks: dict[str, dict[str, str | None]] = {
-        "cms:update": {"file": "tasks/cms/update.py", "description": None},
-        "db:migrate": {"file": "tasks/db/migrate.py", "description": None},
-    }
-    schedules = {"* * * * *": ["cms:update"], "0 3 * * MON-FRI": ["db:migrate"]}
-    if failing:
-        (bundle / "tasks" / "boom.py").write_text(
-            "from nitro_build import define_task\n\n"
-            "@define_task(description='Always fails')\n"
-            "def boom(event):\n"
-            "    raise RuntimeError('boom went the task')\n"
-        )
-        tasks["boom"] = {"file": "tasks/boom.py", "description": None}
-        schedules["* * * * *"].append("boom")
 
-    templates = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(REPO / "templates"),
-        keep_trailing_newline=True,
-    )
-    source = templates.get_template("vercel/api/nitro.py.j2").render(
-        bundle_dir="_nitro",
-        app=None,
-        build={"tasks": tasks, "schedules": schedules, "crons": crons, "app": None},
-    )
-    (root / "api").mkdir()
-    (root / "api" / "nitro.py").write_text(source)
+
+def built_function(project: Path) -> Path:
+    """Build the project and lay its output out as Vercel runs the function:
+    the deployed folder, plus the bootstrap module Vercel's builder adds."""
+    result = build(project)
+    assert result.returncode == 0, result.stderr
+    root = project.parent / f"{project.name}-deployed"
+    shutil.copytree(project / ".output", root)
     (root / "vc__handler__python.py").write_text(BOOTSTRAP)
     return root
 
 
-CRONS = {"/api/_nitro/cron/0": "* * * * *", "/api/_nitro/cron/1": "0 3 * * MON-FRI"}
+def set_schedule(project: Path, line: str) -> None:
+    """Replace the every-minute schedule line of the example's config."""
+    config = project / "nitro.config.toml"
+    old = '"* * * * *" = ["cms:update"]'
+    config.write_text(config.read_text().replace(old, line))
+
+
+def add_failing_task(project: Path) -> None:
+    (project / "tasks" / "boom.py").write_text(
+        "from nitro_build import define_task\n\n\n"
+        "@define_task(description='Always fails')\n"
+        "def boom(event):\n"
+        "    raise RuntimeError('boom went the task')\n"
+    )
+    set_schedule(project, '"* * * * *" = ["cms:update", "boom"]')
+
+
+def add_app(project: Path) -> None:
+    (project / "web.py").write_text(
+        "async def app(scope, receive, send):\n"
+        "    if scope['type'] != 'http':\n"
+        "        return\n"
+        "    body = ('app saw ' + scope['method'] + ' ' + scope['path']).encode()\n"
+        "    await send({'type': 'http.response.start', 'status': 200,\n"
+        "                'headers': [(b'content-type', b'text/plain')]})\n"
+        "    await send({'type': 'http.response.body', 'body': body})\n"
+    )
+    config = project / "nitro.config.toml"
+    config.write_text('app = "web:app"\n' + config.read_text())
 
 
 @pytest.fixture
-def start(vercel_python: str, tmp_path: Path) -> Iterator[Any]:
-    """Start the function under vc_init; every started instance is stopped."""
+def example(copy_fixture: Any) -> Path:
+    project: Path = copy_fixture("example")
+    return project
+
+
+@pytest.fixture(scope="module")
+def deployed(
+    vercel_python: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Platform]:
+    """The example, built once, running under vc_init with CRON_SECRET set;
+    shared by the tests that change neither the project nor the environment."""
+    project = tmp_path_factory.mktemp("shared") / "example"
+    shutil.copytree(FIXTURES / "example", project)
+    platform = Platform(vercel_python, built_function(project), {"CRON_SECRET": SECRET})
+    yield platform
+    platform.stop()
+
+
+@pytest.fixture
+def start(vercel_python: str, example: Path) -> Iterator[Any]:
+    """Build the example, start its function under vc_init; every started
+    instance is stopped."""
     started: list[Platform] = []
 
-    def launch(env: dict[str, str], failing: bool = False) -> Platform:
-        root = hand_made_function(tmp_path / f"fn{len(started)}", CRONS, failing)
-        platform = Platform(vercel_python, root, env)
+    def launch(env: dict[str, str], *changes: Any) -> Platform:
+        for change in changes:
+            change(example)
+        platform = Platform(vercel_python, built_function(example), env)
         started.append(platform)
         return platform
 
@@ -257,8 +291,8 @@ def start(vercel_python: str, tmp_path: Path) -> Iterator[Any]:
         platform.stop()
 
 
-def test_cron_call_with_the_secret_runs_the_patterns_tasks(start: Any) -> None:
-    platform = start({"CRON_SECRET": SECRET})
+def test_cron_call_with_the_secret_runs_the_patterns_tasks(deployed: Platform) -> None:
+    platform = deployed
 
     response = platform.cron("/api/_nitro/cron/0")
 
@@ -277,8 +311,8 @@ def test_cron_call_with_the_secret_runs_the_patterns_tasks(start: Any) -> None:
     assert f"CMS updated (scheduled for {scheduled})" in platform.logs()
 
 
-def test_each_cron_path_runs_only_its_own_pattern(start: Any) -> None:
-    platform = start({"CRON_SECRET": SECRET})
+def test_each_cron_path_runs_only_its_own_pattern(deployed: Platform) -> None:
+    platform = deployed
 
     response = platform.cron("/api/_nitro/cron/1")
 
@@ -296,14 +330,15 @@ def test_each_cron_path_runs_only_its_own_pattern(start: Any) -> None:
     [None, "Bearer wrong", f"Bearer {SECRET}x", SECRET, f"Basic {SECRET}"],
 )
 def test_cron_call_without_the_right_secret_is_refused(
-    start: Any, authorization: str | None
+    deployed: Platform, authorization: str | None
 ) -> None:
-    platform = start({"CRON_SECRET": SECRET})
+    platform = deployed
 
     response = platform.cron("/api/_nitro/cron/0", authorization)
 
     assert response.status_code == 401
     assert response.json()["error"] is True
+    assert "refused: wrong or missing token" in platform.logs()
     assert "task cms:update started" not in platform.logs()
 
 
@@ -319,8 +354,8 @@ def test_cron_call_with_the_secret_unset_says_to_set_it(start: Any) -> None:
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
-def test_cron_path_answers_get_only(start: Any, method: str) -> None:
-    platform = start({"CRON_SECRET": SECRET})
+def test_cron_path_answers_get_only(deployed: Platform, method: str) -> None:
+    platform = deployed
 
     response = platform.call(
         method, "/api/_nitro/cron/0", {"authorization": f"Bearer {SECRET}"}
@@ -332,7 +367,7 @@ def test_cron_path_answers_get_only(start: Any, method: str) -> None:
 
 
 def test_a_failing_task_fails_the_call_after_the_others_ran(start: Any) -> None:
-    platform = start({"CRON_SECRET": SECRET}, failing=True)
+    platform = start({"CRON_SECRET": SECRET}, add_failing_task)
 
     response = platform.cron("/api/_nitro/cron/0")
 
@@ -348,9 +383,147 @@ def test_a_failing_task_fails_the_call_after_the_others_ran(start: Any) -> None:
     assert "task boom failed" in platform.logs()
 
 
-def test_other_paths_get_404_without_an_app(start: Any) -> None:
-    platform = start({"CRON_SECRET": SECRET})
+def test_other_paths_get_404_without_an_app(deployed: Platform) -> None:
+    platform = deployed
 
     response = platform.call("GET", "/api/nitro")
 
     assert response.status_code == 404
+
+
+def test_other_paths_go_to_the_configured_app(start: Any) -> None:
+    platform = start({"CRON_SECRET": SECRET}, add_app)
+
+    response = platform.call("POST", "/anything/else")
+    cron = platform.cron("/api/_nitro/cron/0")
+
+    assert response.status_code == 200
+    assert response.text == "app saw POST /anything/else"
+    assert cron.status_code == 200
+    assert cron.json()["tasks"]["cms:update"]["ok"] is True
+
+
+class TestBuild:
+    """What `nitro build --preset vercel` writes, read without running it."""
+
+    def test_vercel_json_has_a_cron_job_and_a_rewrite_per_pattern(
+        self, example: Path
+    ) -> None:
+        result = build(example)
+
+        assert result.returncode == 0, result.stderr
+        config = json.loads((example / ".output" / "vercel.json").read_text())
+        assert config["crons"] == [
+            {"path": "/api/_nitro/cron/0", "schedule": "* * * * *"},
+            {"path": "/api/_nitro/cron/1", "schedule": "0 3 * * 1-5"},
+        ]
+        assert config["rewrites"] == [
+            {"source": "/api/_nitro/cron/0", "destination": "/api/nitro"},
+            {"source": "/api/_nitro/cron/1", "destination": "/api/nitro"},
+        ]
+        assert "functions" not in config
+
+    def test_output_holds_one_function_and_what_vercel_installs(
+        self, example: Path
+    ) -> None:
+        result = build(example)
+
+        assert result.returncode == 0, result.stderr
+        output = example / ".output"
+        assert (output / ".python-version").read_text() == "3.12\n"
+        requirements = (output / "requirements.txt").read_text().splitlines()
+        assert any(line.startswith("croniter==") for line in requirements)
+        # Vercel makes a function of every api/ file not under a name
+        # starting with "_" or "."; it serves nothing under api/ as static.
+        functions = [
+            path.relative_to(output).as_posix()
+            for path in (output / "api").rglob("*.py")
+            if not any(
+                part.startswith(("_", "."))
+                for part in path.relative_to(output / "api").parts
+            )
+        ]
+        assert functions == ["api/nitro.py"]
+        assert (output / "api/_nitro/app/tasks/cms/update.py").is_file()
+        assert not [p for p in output.iterdir() if p.suffix == ".py"]
+
+    def test_app_gets_a_catch_all_rewrite_after_the_cron_paths(
+        self, example: Path
+    ) -> None:
+        add_app(example)
+
+        result = build(example)
+
+        assert result.returncode == 0, result.stderr
+        config = json.loads((example / ".output" / "vercel.json").read_text())
+        assert config["rewrites"][-1] == {
+            "source": "/(.*)",
+            "destination": "/api/nitro",
+        }
+        assert len(config["rewrites"]) == 3
+
+    def test_without_a_plan_a_more_than_daily_pattern_warns(
+        self, example: Path
+    ) -> None:
+        result = build(example)
+
+        assert result.returncode == 0, result.stderr
+        assert "'* * * * *'" in result.stdout
+        assert "Hobby" in result.stdout
+
+    def test_hobby_plan_refuses_a_more_than_daily_pattern(self, example: Path) -> None:
+        config = example / "nitro.config.toml"
+        config.write_text(config.read_text() + '\n[vercel]\nplan = "hobby"\n')
+
+        result = build(example)
+
+        assert result.returncode == 2
+        assert "'* * * * *'" in result.stderr
+        assert "Hobby" in result.stderr
+        assert not (example / ".output").exists()
+
+    def test_hobby_plan_accepts_daily_patterns(self, example: Path) -> None:
+        set_schedule(example, '"30 6 * * *" = ["cms:update"]')
+        config = example / "nitro.config.toml"
+        config.write_text(config.read_text() + '\n[vercel]\nplan = "hobby"\n')
+
+        result = build(example)
+
+        assert result.returncode == 0, result.stderr
+        assert "Hobby" not in result.stdout
+
+    def test_max_duration_sets_the_functions_time_limit(self, example: Path) -> None:
+        config = example / "nitro.config.toml"
+        config.write_text(config.read_text() + "\n[vercel]\nmax_duration = 300\n")
+
+        result = build(example)
+
+        assert result.returncode == 0, result.stderr
+        written = json.loads((example / ".output" / "vercel.json").read_text())
+        assert written["functions"] == {"api/nitro.py": {"maxDuration": 300}}
+
+    @pytest.mark.parametrize(
+        ("table", "key"),
+        [("max_duration = 0", "max_duration"), ("crons = []", "crons")],
+    )
+    def test_bad_vercel_options_stop_the_build(
+        self, example: Path, table: str, key: str
+    ) -> None:
+        config = example / "nitro.config.toml"
+        config.write_text(config.read_text() + f"\n[vercel]\n{table}\n")
+
+        result = build(example)
+
+        assert result.returncode == 2
+        assert f"vercel.{key}" in result.stderr
+        assert not (example / ".output").exists()
+
+    def test_seconds_and_names_vercel_cannot_read_stop_the_build(
+        self, example: Path
+    ) -> None:
+        set_schedule(example, '"0 0 L * *" = ["cms:update"]')
+
+        result = build(example)
+
+        assert result.returncode == 2
+        assert "'0 0 L * *'" in result.stderr

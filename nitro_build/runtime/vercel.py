@@ -140,36 +140,38 @@ class VercelApp:
             return now
 
 
-def create_app(
-    root: Path | str,
-    tasks: Mapping[str, Mapping[str, str | None]],
-    schedules: Mapping[str, list[str]],
-    crons: Mapping[str, str],
-    app: str | None = None,
-) -> VercelApp:
-    """Build the function's app from the data the build embedded.
+def create_app(manifest: Mapping[str, Any], bundle: Path | str) -> VercelApp:
+    """The function's app, from the manifest the build embedded in it.
 
-    `tasks` maps each name to its `file` (relative to `root`), `handler` and
-    `description`; `crons` maps each cron path to its pattern.
+    `bundle` is the folder holding `nitro_build`; the manifest's `sources` is
+    relative to it. `schedules` maps each pattern as Vercel reads it to its
+    tasks, `patterns` maps it back to the project's own pattern, and `crons`
+    maps each cron path to the project's pattern.
     """
-    root = Path(root)
+    root = (Path(bundle) / str(manifest.get("sources") or ".")).resolve()
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
 
     entries = [
         TaskEntry(
-            name=name,
-            file=spec.get("file"),
-            handler=spec.get("handler"),
-            description=spec.get("description"),
+            task["name"],
+            file=task.get("file"),
+            handler=task.get("handler"),
+            description=task.get("description"),
         )
-        for name, spec in tasks.items()
+        for task in manifest.get("tasks", [])
     ]
+    patterns = manifest.get("patterns", {})
+    schedules = {
+        patterns.get(cron, cron): list(names)
+        for cron, names in manifest.get("schedules", {}).items()
+    }
     runtime = TaskRuntime(entries, root, schedules)
     use_runtime(runtime)
 
-    user_app = load_app(app) if app else None
-    return VercelApp(runtime, crons, user_app)
+    app = manifest.get("app")
+    user_app = load_app(str(app)) if app else None
+    return VercelApp(runtime, manifest.get("crons", {}), user_app)
 
 
 def load_app(spec: str) -> ASGIApp:
