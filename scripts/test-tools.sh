@@ -11,3 +11,6 @@ if ! command -v redis-server >/dev/null 2>&1; then
     sudo apt-get update -qq && sudo apt-get install -y -qq redis-server >/dev/null
   fi
 fi
+
+# Node 22 and wrangler 4, for the cloudflare_module tests.
+bash scripts/wrangler-env.sh >/dev/null
