@@ -112,6 +112,9 @@ class VercelApp:
 
         scheduled = self.scheduled_instant(pattern)
         scheduled_ms = int(scheduled.timestamp() * 1000)
+        # TODO: with scheduler.lock_url, take the cluster's tick lock here so a
+        # second delivery that reaches another instance skips (it needs redis
+        # in requirements.txt and a test against a real redis-server).
         context = {"vercel": {"path": path, "scheduledAt": scheduled.isoformat()}}
         outcomes = await self.runtime.run_cron(pattern, scheduled_ms, context)
 
