@@ -14,3 +14,6 @@ fi
 
 # Node 22 and wrangler 4, for the cloudflare_module tests.
 bash scripts/wrangler-env.sh >/dev/null
+
+# Vercel's Python launcher on Python 3.12, for the vercel preset's tests.
+bash scripts/vercel-runtime-env.sh >/dev/null
