@@ -152,6 +152,8 @@ class Reloader:
             logger.error("not reloaded; the previous tasks serve until this is fixed")
             return
 
+        # TODO: reload the user's app and modules outside the task folder too
+        # (the app's lifespan would need restarting in place; a restart does it)
         if project.config.app != self.project.config.app:
             logger.warning(
                 "the config's app changed to '%s'; restart 'nitro dev' to serve it",
