@@ -86,6 +86,7 @@ def build_project(
     target = load_preset(project.config.preset)
     emitter_class: type[Emitter] = load_emitter_class(target)
     output_dir = output_folder(project.config, output)
+    recover_output(output_dir)
 
     plan = plan_build(project, target, output_dir, emitter_class)
 
@@ -321,7 +322,9 @@ def staging_folder(output: Path) -> Iterator[Path]:
     rename is atomic), removed again if the build fails inside it."""
     output.parent.mkdir(parents=True, exist_ok=True)
     clean_leftovers(output)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.new-", dir=output.parent))
+    staging = Path(
+        tempfile.mkdtemp(prefix=sibling_prefix(output, "new"), dir=output.parent)
+    )
     try:
         yield staging
     except BaseException:
@@ -333,7 +336,7 @@ def replace_output(staging: Path, output: Path) -> None:
     """Swap the staging folder in; the old output stays until the swap is done."""
     aside = None
     if output.exists():
-        aside = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
+        aside = output.parent / f"{sibling_prefix(output, 'old')}{uuid.uuid4().hex[:8]}"
         os.rename(output, aside)
     try:
         os.rename(staging, output)
@@ -345,21 +348,32 @@ def replace_output(staging: Path, output: Path) -> None:
         shutil.rmtree(aside, ignore_errors=True)
 
 
+def recover_output(output: Path) -> None:
+    """Put back the output a build set aside and died before replacing."""
+    if output.exists():
+        return
+    aside = [p for p in output.parent.glob(sibling_prefix(output, "old") + "*")]
+    aside = [path for path in aside if path.is_dir()]
+    if aside:
+        latest = max(aside, key=lambda path: path.stat().st_mtime)
+        if (latest / MARKER).is_file():
+            logger.warning("restoring '%s', set aside by an interrupted build", output)
+            os.rename(latest, output)
+
+
 def clean_leftovers(output: Path) -> None:
-    """Remove staging folders of interrupted builds; if a build died between
-    the two renames, put the previous output back first."""
-    if not output.exists():
-        previous = sorted(
-            output.parent.glob(f".{output.name}.old-*"), key=lambda p: p.stat().st_mtime
-        )
-        if previous and (previous[-1] / MARKER).is_file():
-            logger.warning("restoring the output an interrupted build set aside")
-            os.rename(previous[-1], output)
-    for leftover in output.parent.glob(f".{output.name}.*-*"):
-        if leftover.is_dir() and leftover.name.split(".")[-1].startswith(
-            ("new-", "old-")
-        ):
-            shutil.rmtree(leftover, ignore_errors=True)
+    """Remove what interrupted builds left next to the output."""
+    for kind in ("new", "old"):
+        for leftover in output.parent.glob(sibling_prefix(output, kind) + "*"):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
+def sibling_prefix(output: Path, kind: str) -> str:
+    """Names of the folders a build keeps next to the output: hidden, and
+    telling the output they belong to."""
+    name = output.name if output.name.startswith(".") else f".{output.name}"
+    return f"{name}.{kind}-"
 
 
 def write_marker(staging: Path, plan: BuildPlan) -> None:

@@ -101,6 +101,7 @@ class Emitter:
             "tasks": plan.tasks,
             "schedules": plan.schedules,
             "options": plan.options,
+            "extra": plan.preset.extra,
             "manifest": self.manifest(),
             "versions": plan.versions,
             "built_at": plan.built_at.isoformat(timespec="seconds"),
@@ -154,7 +155,8 @@ class Emitter:
     def skipped_sources(self) -> list[Path]:
         """Folders under the sources that never ship: outputs, staging."""
         output = self.plan.output
-        staged = output.parent.glob(f".{output.name}.*")
+        hidden = output.name if output.name.startswith(".") else f".{output.name}"
+        staged = output.parent.glob(f"{hidden}.*")
         return [output, self.plan.config.output_dir, self.folder, *staged]
 
     def _environment(self) -> jinja2.Environment:
