@@ -192,7 +192,13 @@ def test_unknown_preset_lists_the_known_ones(copy_fixture) -> None:  # type: ign
 
 def test_sources_ship_without_vcs_caches_venvs_and_outputs(copy_fixture) -> None:  # type: ignore[no-untyped-def]
     root = copy_fixture("example")
-    for name in (".git/HEAD", ".env", "__pycache__/x.pyc", "venv/pyvenv.cfg"):
+    for name in (
+        ".git/HEAD",
+        ".env",
+        "__pycache__/x.pyc",
+        "venv/pyvenv.cfg",
+        ".nitro/x",
+    ):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text("x")
     (root / "helpers" / "text.py").parent.mkdir()
@@ -208,7 +214,7 @@ def test_sources_ship_without_vcs_caches_venvs_and_outputs(copy_fixture) -> None
     assert not [
         path
         for path in shipped
-        if path.startswith((".git", ".env", "__pycache__", "venv", ".output"))
+        if path.startswith((".git", ".env", "__pycache__", "venv", ".output", ".nitro"))
     ]
 
 
@@ -234,6 +240,22 @@ def test_packages_that_are_not_pure_go_to_requirements(copy_fixture) -> None:  #
         "'not-installed-anywhere' is not installed" in w for w in result.warnings
     )
     assert "warning: package 'MarkupSafe'" in result.summary()
+
+
+def test_vendored_packages_are_linked_from_a_cache(copy_fixture) -> None:  # type: ignore[no-untyped-def]
+    root = copy_fixture("example")
+
+    build_project(root)
+    build_project(root)
+
+    vendored = root / ".output" / "server" / "_vendor" / "croniter" / "__init__.py"
+    cached = list((root / ".nitro" / "cache" / "vendor").glob("croniter-*"))
+    assert len(cached) == 1
+    assert (
+        vendored.stat().st_ino == (cached[0] / "croniter" / "__init__.py").stat().st_ino
+    )
+    assert not os.access(vendored, os.W_OK) or os.geteuid() == 0
+    assert vendored.stat().st_mode & 0o222 == 0
 
 
 def test_an_interrupted_swap_is_undone_by_the_next_build(copy_fixture) -> None:  # type: ignore[no-untyped-def]

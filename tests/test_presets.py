@@ -185,6 +185,7 @@ def test_an_emitter_failing_midway_leaves_the_previous_output(  # type: ignore[n
 
     assert tree_hash(root / ".output") == before
     assert sorted(p.name for p in root.iterdir()) == [
+        ".nitro",
         ".output",
         "nitro.config.toml",
         "tasks",

@@ -68,30 +68,32 @@ def copy_runtime(target: Path, exclude: Iterable[str] = ()) -> tuple[int, int]:
 
 def copy_sources(source: Path, target: Path, skip: Iterable[Path]) -> tuple[int, int]:
     """Copy the user's sources, leaving out what never ships."""
-    skipped = {path.resolve() for path in skip}
+    skipped = {str(path.resolve()) for path in skip}
     count = size = 0
+    # Plain strings and os functions: this loop runs once per source file.
     for folder, subfolders, files in os.walk(source):
-        here = Path(folder)
         subfolders[:] = [
             name
             for name in sorted(subfolders)
-            if not _skipped_folder(here / name, skipped)
+            if not _skipped_folder(os.path.join(folder, name), skipped)
         ]
-        destination = target / here.relative_to(source)
-        destination.mkdir(parents=True, exist_ok=True)
+        destination = os.path.join(target, os.path.relpath(folder, source))
+        os.makedirs(destination, exist_ok=True)
         for name in files:
             if name.startswith(".") or name.endswith(SKIPPED_SUFFIXES):
                 continue
-            shutil.copyfile(here / name, destination / name)
+            copied = os.path.join(destination, name)
+            shutil.copyfile(os.path.join(folder, name), copied)
             count += 1
-            size += (destination / name).stat().st_size
+            size += os.stat(copied).st_size
     return count, size
 
 
 def vendor_packages(
-    requirements: Iterable[str], target: Path | None
+    requirements: Iterable[str], target: Path | None, cache: Path | None = None
 ) -> tuple[Part | None, vendor.Resolution]:
-    """Copy the pure distributions into target; None lists them all instead."""
+    """Copy the pure distributions into target (through the cache folder, if
+    given); a target of None lists them all for requirements.txt instead."""
     resolution = vendor.resolve(requirements)
     if target is None:
         resolution.listed[:0] = [
@@ -103,7 +105,7 @@ def vendor_packages(
     target.mkdir(parents=True, exist_ok=True)
     count = size = 0
     for dist in resolution.pure:
-        files, nbytes = vendor.copy_distribution(dist, target)
+        files, nbytes = vendor.copy_distribution(dist, target, cache)
         logger.debug(
             "vendored %s %s (%d files)", dist.metadata["Name"], dist.version, files
         )
@@ -112,10 +114,10 @@ def vendor_packages(
     return Part("", count, size), resolution
 
 
-def _skipped_folder(path: Path, skipped: set[Path]) -> bool:
-    name = path.name
+def _skipped_folder(path: str, skipped: set[str]) -> bool:
+    name = os.path.basename(path)
     if name.startswith(".") or name in SKIPPED_FOLDERS:
         return True
-    if (path / "pyvenv.cfg").exists():
+    if os.path.exists(os.path.join(path, "pyvenv.cfg")):
         return True
-    return path.resolve() in skipped
+    return os.path.realpath(path) in skipped

@@ -10,10 +10,13 @@ for `requirements.txt` instead, and the build says so.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import re
 import shutil
+import tempfile
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,6 +28,8 @@ logger = logging.getLogger(__name__)
 # The build tooling is never vendored: the output carries its runtime instead.
 SKIPPED = {"nitro-build"}
 _NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?")
+# The file list of a cached distribution: "size<TAB>path" per line.
+LISTING = ".nitro-files"
 _EXTRA = re.compile(r"""extra\s*==\s*['"]([^'"]+)['"]""")
 
 
@@ -95,17 +100,89 @@ def resolve(requirements: Iterable[str]) -> Resolution:
     return resolution
 
 
-def copy_distribution(dist: metadata.Distribution, folder: Path) -> tuple[int, int]:
-    """Copy a distribution's files into folder; returns (files, bytes)."""
-    count = size = 0
+def copy_distribution(
+    dist: metadata.Distribution, folder: Path, cache: Path | None = None
+) -> tuple[int, int]:
+    """Put a distribution's files into folder; returns (files, bytes).
+
+    With a cache folder, the files are copied there once per distribution
+    version and hard-linked from there into each build, which costs a small
+    fraction of copying them again; where linking fails (another file
+    system), they are copied.
+    """
+    if cache is None:
+        return _copy_files(_shipped_files(dist), folder)
+
+    source = cached_copy(dist, cache)
+    listing = (source / LISTING).read_text(encoding="utf-8").splitlines()
+    files = [
+        (int(size), Path(name))
+        for size, _, name in (n.partition("\t") for n in listing)
+    ]
     made: set[Path] = set()
+    link = True
+    for _, relative in files:
+        target = folder / relative
+        if target.parent not in made:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            made.add(target.parent)
+        if link:
+            try:
+                os.link(source / relative, target)
+                continue
+            except OSError:
+                link = False
+        shutil.copyfile(source / relative, target)
+    return len(files), sum(size for size, _ in files)
+
+
+def cached_copy(dist: metadata.Distribution, cache: Path) -> Path:
+    """A private, read-only copy of the distribution's files, made once."""
+    record = dist.read_text("RECORD") or ""
+    digest = hashlib.sha256(record.encode()).hexdigest()[:12]
+    folder = cache / f"{_key(dist)}-{dist.version}-{digest}"
+    if (folder / LISTING).is_file():
+        return folder
+
+    cache.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=".new-", dir=cache))
+    try:
+        _copy_files(_shipped_files(dist), building)
+        listing = [
+            f"{path.stat().st_size}\t{path.relative_to(building).as_posix()}"
+            for path in sorted(building.rglob("*"))
+            if path.is_file()
+        ]
+        for path in building.rglob("*"):
+            if path.is_file():
+                path.chmod(0o444)
+        (building / LISTING).write_text("\n".join(listing) + "\n", encoding="utf-8")
+        os.rename(building, folder)
+    except OSError:
+        # Another build filled the same entry first; theirs is as good.
+        shutil.rmtree(building, ignore_errors=True)
+        if not (folder / LISTING).is_file():
+            raise
+    return folder
+
+
+def _shipped_files(dist: metadata.Distribution) -> list[tuple[Path, Path]]:
+    """(source, relative target) of every file of a distribution that ships."""
+    files = []
     for file in dist.files or ():
         if file.parts[0] == ".." or "__pycache__" in file.parts:
             continue
         if file.suffix == ".pyc":
             continue
-        source = Path(str(dist.locate_file(file)))
-        target = folder / file
+        files.append((Path(str(dist.locate_file(file))), Path(*file.parts)))
+    return files
+
+
+def _copy_files(files: list[tuple[Path, Path]], folder: Path) -> tuple[int, int]:
+    count = size = 0
+    made: set[Path] = set()
+    for source, relative in files:
+        target = folder / relative
         if target.parent not in made:
             target.parent.mkdir(parents=True, exist_ok=True)
             made.add(target.parent)

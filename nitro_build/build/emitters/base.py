@@ -142,7 +142,8 @@ class Emitter:
         """Copy pure distributions into folder (None: list them all) and
         write the preset's requirements file for whatever cannot be copied."""
         target = self.path(folder) if folder is not None else None
-        part, resolution = bundle.vendor_packages(requirements, target)
+        cache = self.plan.config.root / ".nitro" / "cache" / "vendor"
+        part, resolution = bundle.vendor_packages(requirements, target, cache)
         if part is not None and target is not None:
             self.report.parts.append(Part(self.relative(target), part.files, part.size))
         self.report.warnings += resolution.warnings
