@@ -363,6 +363,8 @@ def recover_output(output: Path) -> None:
 
 def clean_leftovers(output: Path) -> None:
     """Remove what interrupted builds left next to the output."""
+    # TODO: lock the output folder so two builds into it at once cannot remove
+    # each other's staging folder (one build per output is the supported case)
     for kind in ("new", "old"):
         for leftover in output.parent.glob(sibling_prefix(output, kind) + "*"):
             if leftover.is_dir():

@@ -10,10 +10,12 @@ for `requirements.txt` instead, and the build says so.
 
 from __future__ import annotations
 
+import compileall
 import hashlib
 import json
 import logging
 import os
+import py_compile
 import re
 import shutil
 import tempfile
@@ -137,7 +139,8 @@ def copy_distribution(
 
 
 def cached_copy(dist: metadata.Distribution, cache: Path) -> Path:
-    """A private, read-only copy of the distribution's files, made once."""
+    """A private, read-only copy of the distribution's files, with their
+    bytecode, made once per distribution version."""
     record = dist.read_text("RECORD") or ""
     digest = hashlib.sha256(record.encode()).hexdigest()[:12]
     folder = cache / f"{_key(dist)}-{dist.version}-{digest}"
@@ -148,6 +151,15 @@ def cached_copy(dist: metadata.Distribution, cache: Path) -> Path:
     building = Path(tempfile.mkdtemp(prefix=".new-", dir=cache))
     try:
         _copy_files(_shipped_files(dist), building)
+        # Bytecode tagged for this interpreter and checked against the source's
+        # hash: a server started by the same Python version skips compiling
+        # it, any other version ignores it, and copying the output keeps it valid.
+        compileall.compile_dir(
+            building,
+            quiet=2,
+            workers=1,
+            invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
+        )
         listing = [
             f"{path.stat().st_size}\t{path.relative_to(building).as_posix()}"
             for path in sorted(building.rglob("*"))
