@@ -21,11 +21,14 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import use_runtime
 from .errors import TaskError
 from .runner import TaskEntry, TaskRuntime
+
+if TYPE_CHECKING:
+    from .cluster import RedisCluster
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +60,11 @@ def main(manifest_file: Path, argv: list[str] | None = None) -> int:
         use_runtime(runtime)
         if args.command == "task" and args.action == "list":
             return list_tasks(runtime, manifest, args.json)
+        cluster = cluster_from(manifest)
+        runtime.coordinator = cluster
         if args.command == "task":
             return run_task(runtime, args.name, args.payload)
-        return serve(runtime, manifest, args.host, args.port)
+        return serve(runtime, manifest, args.host, args.port, cluster)
     except CommandError as error:
         sys.stderr.write(f"error: {error}\n")
         return error.code
@@ -90,6 +95,16 @@ def runtime_from(manifest: dict[str, Any], bundle: Path) -> TaskRuntime:
     ]
     root = (bundle / manifest.get("sources", ".")).resolve()
     return TaskRuntime(entries, root=root, schedules=manifest.get("schedules", {}))
+
+
+def cluster_from(manifest: dict[str, Any]) -> RedisCluster | None:
+    """The Redis coordinator of NITRO_LOCK_URL or the config's lock URL."""
+    from .cluster import LockUrlError, cluster_from_settings
+
+    try:
+        return cluster_from_settings(manifest.get("scheduler", {}).get("lock_url"))
+    except LockUrlError as error:
+        raise CommandError(str(error), 2) from None
 
 
 def list_tasks(runtime: TaskRuntime, manifest: dict[str, Any], as_json: bool) -> int:
@@ -134,7 +149,11 @@ def parse_payload(text: str) -> dict[str, Any]:
 
 
 def serve(
-    runtime: TaskRuntime, manifest: dict[str, Any], host: str | None, port: int | None
+    runtime: TaskRuntime,
+    manifest: dict[str, Any],
+    host: str | None,
+    port: int | None,
+    cluster: RedisCluster | None = None,
 ) -> int:
     """Serve HTTP with the scheduler until SIGTERM or SIGINT."""
     from .server import ServerError
@@ -153,6 +172,7 @@ def serve(
             dev=False,
             token=os.environ.get("NITRO_TASKS_TOKEN") or None,
             app=manifest.get("app") or None,
+            tick_lock=cluster,
         )
     except ServerError as error:
         raise CommandError(str(error), 1) from None

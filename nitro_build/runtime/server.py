@@ -16,11 +16,14 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import use_runtime
 from .http import ASGIApp, create_app
 from .runner import TaskRuntime
+
+if TYPE_CHECKING:
+    from .scheduler import TickLock
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +52,13 @@ def serve(
     app: ASGIApp | str | None = None,
     log_level: str = "info",
     grace: float = 10.0,
+    tick_lock: TickLock | None = None,
 ) -> None:
     """Serve the task routes, the optional app and the scheduler until stopped.
 
     `app` is an ASGI app or its "module:attr" import path, imported from the
     runtime's root. `token` enables the task routes of a production server.
+    `tick_lock` decides which of several server processes runs each tick.
     """
     from .scheduler import Scheduler
 
@@ -64,7 +69,7 @@ def serve(
         )
 
     user_app = load_app(app, runtime.root) if isinstance(app, str) else app
-    scheduler = Scheduler(runtime, timezone)
+    scheduler = Scheduler(runtime, timezone, tick_lock=tick_lock)
     asgi = create_app(
         runtime,
         timezone=timezone,
