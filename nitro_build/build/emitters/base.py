@@ -68,12 +68,16 @@ class Emitter:
         )
         self.report.parts.append(Part(self.relative(sources), files, size))
 
-        requirements = list(spec.dependencies)
+        requirements = self.dependencies()
         if spec.project_dependencies:
             requirements += bundle.vendor.project_dependencies(self.plan.config.root)
         self.vendor(
             requirements, spec.folder + "/" + spec.packages if spec.packages else None
         )
+
+    def dependencies(self) -> list[str]:
+        """The packages the shipped runtime needs in this output."""
+        return list(self.preset.bundle.dependencies)
 
     def emit(self) -> None:
         """Render every `[[files]]` entry of the preset."""

@@ -25,6 +25,11 @@ class Emitter(base.Emitter):
         super().emit()
         self.write_json("nitro.json", self.build_info())
 
+    def dependencies(self) -> list[str]:
+        # Servers sharing ticks and runs through Redis need its client.
+        lock = ["redis"] if self.plan.config.scheduler.get("lock_url") else []
+        return super().dependencies() + lock
+
     def build_info(self) -> dict[str, Any]:
         """`nitro.json`: what was built, when, with what, and how to run it."""
         plan = self.plan
@@ -51,7 +56,7 @@ class Emitter(base.Emitter):
     def vendored_versions(self) -> dict[str, str]:
         """Versions of the runtime's own packages, as vendored."""
         versions = {}
-        for name in self.preset.bundle.dependencies:
+        for name in self.dependencies():
             try:
                 versions[name] = metadata.version(name)
             except metadata.PackageNotFoundError:
