@@ -2,8 +2,8 @@
 
 Every test talks to a real redis-server of its own. The coordinator's rules
 are checked in one process with several `RedisCluster` objects standing for
-several processes; the end-to-end tests start real worker processes
-(tests/cluster_worker.py: a TaskRuntime, a Scheduler and a RedisCluster).
+several processes; the end-to-end tests build the cluster fixture project and
+run its server output several times over, each in a bare virtual environment.
 """
 
 from __future__ import annotations
@@ -11,22 +11,24 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
 import logging
 import os
-import selectors
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis.asyncio
-from conftest import RedisServer
+from conftest import FIXTURES, RedisServer, free_port
 
+from nitro_build.build import build_project
 from nitro_build.project import load_project
 from nitro_build.runtime.cluster import (
     LOCK_URL_VARIABLE,
@@ -39,8 +41,6 @@ from nitro_build.runtime.cluster import (
     mask_url,
 )
 from nitro_build.runtime.scheduler import Scheduler
-
-WORKER = Path(__file__).parent / "cluster_worker.py"
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -326,60 +326,152 @@ class TestOutage:
         run(scenario())
 
 
-class TestProcesses:
-    def test_three_servers_run_each_tick_once(
-        self,
-        redis_server: RedisServer,
-        copy_fixture: Callable[[str], Path],
-        tmp_path: Path,
-    ) -> None:
-        root = copy_fixture("cluster")
-        with (root / "nitro.config.toml").open("a", encoding="utf-8") as config:
-            config.write(f'\n[scheduler]\nlock_url = "{redis_server.url}"\n')
-        log = tmp_path / "ticks.log"
+class TestBuiltServers:
+    """The server output, built with a lock URL and run in a bare venv."""
 
-        with workers(tmp_path, log, [["schedule", str(root)]] * 3) as processes:
-            wait_for(lambda: len(ticks(log)) >= 4, processes)
+    def test_three_servers_run_each_tick_once(
+        self, redis_server: RedisServer, built: Path, bare_python: Path, tmp_path: Path
+    ) -> None:
+        log = tmp_path / "ticks.log"
+        environment = {LOCK_URL_VARIABLE: redis_server.url, "CLUSTER_LOG": str(log)}
+
+        with servers(bare_python, built, 3, environment) as started:
+            wait_for(lambda: len(ticks(log)) >= 4, started)
+            # Mid-second no run is going, so the kill leaves no lease behind.
+            time.sleep(1.5 - time.time() % 1)
             latest = tick_runners(log)[-1]
-            winner = next(p for p in processes if p.pid == latest)
-            winner.send_signal(signal.SIGKILL)
-            winner.wait(timeout=5)
+            winner = next(s for s in started if s.process.pid == latest)
+            winner.process.kill()
+            winner.process.wait(timeout=5)
             killed = time.time() * 1000
             wait_for(lambda: len([t for t in ticks(log) if t > killed]) >= 3)
-            survivors = [p for p in processes if p is not winner]
-            for process in survivors:
-                process.send_signal(signal.SIGTERM)
-            for process in survivors:
-                assert process.wait(timeout=10) == 0
+            survivors = [server for server in started if server is not winner]
+            codes = [server.stop() for server in survivors]
 
         recorded = ticks(log)
         assert [t for t, n in collections.Counter(recorded).items() if n > 1] == []
-        before = sorted(t for t in recorded if t < killed - 1000)
+        before = sorted(t for t in recorded if t < killed)
         assert before == list(range(before[0], before[-1] + 1000, 1000))
+        assert codes == [0, 0]
+        assert (built / "server" / "_vendor" / "redis").is_dir()
 
     def test_run_task_at_once_in_two_servers_runs_once(
-        self,
-        redis_server: RedisServer,
-        copy_fixture: Callable[[str], Path],
-        tmp_path: Path,
+        self, redis_server: RedisServer, built: Path, bare_python: Path, tmp_path: Path
     ) -> None:
-        root = copy_fixture("cluster")
         log = tmp_path / "runs.log"
-        command = ["run", str(root), "slow:once"]
-        environ = {LOCK_URL_VARIABLE: redis_server.url}
+        environment = {
+            LOCK_URL_VARIABLE: redis_server.url,
+            "CLUSTER_LOG": str(log),
+            "NITRO_TASKS_TOKEN": "t0ken",
+        }
 
-        with workers(tmp_path, log, [command] * 2, environ) as processes:
-            for process in processes:
-                assert read_line(process) == "ready"
-            for process in processes:
-                assert process.stdin is not None
-                process.stdin.write(b"go\n")
-                process.stdin.flush()
-            outcomes = [json.loads(read_line(process)) for process in processes]
+        def post(server: BuiltServer) -> httpx.Response:
+            return httpx.post(
+                f"{server.url}/_nitro/tasks/slow:once",
+                headers={"Authorization": "Bearer t0ken"},
+                timeout=15,
+            )
 
-        assert outcomes[0] == outcomes[1]
-        assert outcomes[0]["ok"] is True, outcomes
-        assert log.read_text().splitlines() == [f"run {outcomes[0]['result']['pid']}"]
+        with (
+            servers(bare_python, built, 2, environment) as started,
+            ThreadPoolExecutor(len(started)) as pool,
+        ):
+            responses = list(pool.map(post, started))
+
+        assert [r.status_code for r in responses] == [200, 200], responses[0].text
+        assert responses[0].json() == responses[1].json()
+        pid = responses[0].json()["pid"]
+        runs = [line for line in log.read_text().splitlines() if line.startswith("run")]
+        assert runs == [f"run {pid}"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The cluster project's server output, moved to a folder of its own."""
+    project = tmp_path_factory.mktemp("project") / "cluster"
+    shutil.copytree(FIXTURES / "cluster", project)
+    with (project / "nitro.config.toml").open("a", encoding="utf-8") as config:
+        # Makes the build vendor redis; each test names its server through
+        # NITRO_LOCK_URL, which wins over this.
+        config.write('\n[scheduler]\nlock_url = "redis://127.0.0.1:1/0"\n')
+    build_project(project)
+
+    target = tmp_path_factory.mktemp("deployed") / "output"
+    shutil.copytree(project / ".output", target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The interpreter of a new virtual environment without pip or packages."""
+    folder = tmp_path_factory.mktemp("bare") / "venv"
+    command = [sys.executable, "-m", "venv", "--without-pip", str(folder)]
+    subprocess.run(command, check=True, timeout=60)
+    return folder / "bin" / "python"
+
+
+class BuiltServer:
+    """`python server/index.py` of the output on a free loopback port."""
+
+    def __init__(self, python: Path, output: Path, environment: dict[str, str]):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = output.parent / f"server-{self.port}.log"
+        inherited = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("PYTHON", "NITRO_", "VIRTUAL_ENV"))
+        }
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [str(python), "server/index.py"],
+                cwd=output,
+                env={
+                    **inherited,
+                    **environment,
+                    "HOST": "127.0.0.1",
+                    "PORT": str(self.port),
+                },
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_until_serving(self) -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                httpx.get(f"{self.url}/", timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise AssertionError(f"the server did not start:\n{self.output()}")
+
+    def stop(self) -> int:
+        """SIGTERM, then the exit code."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=15)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def servers(
+    python: Path, output: Path, count: int, environment: dict[str, str]
+) -> Iterator[list[BuiltServer]]:
+    """Start `count` servers of the output; all are killed on the way out."""
+    started: list[BuiltServer] = []
+    try:
+        for _ in range(count):
+            started.append(BuiltServer(python, output, environment))
+        for server in started:
+            server.wait_until_serving()
+        yield started
+    finally:
+        for server in started:
+            if server.process.poll() is None:
+                server.process.kill()
+            server.process.wait(timeout=5)
 
 
 async def redis_has(url: str, key: str) -> bool:
@@ -411,60 +503,15 @@ def recorded_ticks(log: Path) -> list[tuple[int, int]]:
     ]
 
 
-@contextlib.contextmanager
-def workers(
-    folder: Path,
-    log: Path,
-    commands: list[list[str]],
-    environ: dict[str, str] | None = None,
-) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Start one worker process per command; all are killed on the way out."""
-    env = {k: v for k, v in os.environ.items() if k != LOCK_URL_VARIABLE}
-    env.update(environ or {}, CLUSTER_LOG=str(log))
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        for number, command in enumerate(commands):
-            stderr = open(folder / f"worker-{number}.log", "wb")  # noqa: SIM115
-            with stderr:
-                processes.append(
-                    subprocess.Popen(
-                        [sys.executable, str(WORKER), *command],
-                        stdin=subprocess.PIPE,
-                        stdout=subprocess.PIPE,
-                        stderr=stderr,
-                        env=env,
-                    )
-                )
-        yield processes
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=5)
-            for stream in (process.stdin, process.stdout):
-                if stream is not None:
-                    stream.close()
-
-
 def wait_for(
     check: Callable[[], bool],
-    processes: list[subprocess.Popen[bytes]] | None = None,
-    timeout: float = 15.0,
+    started: list[BuiltServer] | None = None,
+    timeout: float = 25.0,
 ) -> None:
     deadline = time.monotonic() + timeout
     while not check():
-        for process in processes or []:
-            assert process.poll() is None, "a worker exited early"
+        for server in started or []:
+            assert server.process.poll() is None, server.output()
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(0.05)
-
-
-def read_line(process: subprocess.Popen[bytes], timeout: float = 15.0) -> str:
-    """One line of the process's output, failing instead of hanging."""
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout):
-            raise AssertionError(f"no output within {timeout} s")
-    return process.stdout.readline().decode().strip()
