@@ -48,6 +48,7 @@ class RedisServer:
         self.password = password
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.started = False
 
     @property
     def url(self) -> str:
@@ -55,6 +56,31 @@ class RedisServer:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        """Start the server; a first start moves to another port if the
+        chosen one was taken in the meantime."""
+        for _ in range(3):
+            self._launch()
+            if self._wait_until_ready():
+                self.started = True
+                return
+            if self.started:
+                break
+            self.port = free_port()
+        log = (self.folder / "redis.log").read_text(errors="replace")
+        raise RuntimeError(f"redis-server did not start on port {self.port}:\n{log}")
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+    def _launch(self) -> None:
         command = [
             "redis-server",
             "--port", str(self.port),
@@ -70,35 +96,36 @@ class RedisServer:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT
             )
-        self._wait_until_ready()
 
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-    def _wait_until_ready(self) -> None:
+    def _wait_until_ready(self) -> bool:
+        """True once our own process answers on the port (another process
+        holding the port would answer too: compare process ids)."""
+        assert self.process is not None
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                break
+        while time.monotonic() < deadline and self.process.poll() is None:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), 0.5) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(64)[:1] in (b"+", b"-"):
-                        return
+                if self._answering_pid() == self.process.pid:
+                    return True
             except OSError:
-                time.sleep(0.05)
-        log = (self.folder / "redis.log").read_text(errors="replace")
+                pass
+            time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"redis-server did not start on port {self.port}:\n{log}")
+        return False
+
+    def _answering_pid(self) -> int | None:
+        request = b"INFO server\r\n"
+        if self.password:
+            request = f"AUTH {self.password}\r\n".encode() + request
+        with socket.create_connection(("127.0.0.1", self.port), 0.5) as sock:
+            sock.sendall(request)
+            reply = b""
+            while b"process_id:" not in reply or not reply.endswith(b"\r\n"):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return None
+                reply += chunk
+        line = reply.split(b"process_id:", 1)[1].split(b"\r\n", 1)[0]
+        return int(line)
 
 
 def free_port() -> int:
