@@ -291,7 +291,7 @@ class TestOutage:
         assert all(masked in r.getMessage() for r in errors + back)
         assert "s3cret" not in caplog.text
         assert len(back) == 2
-        assert "1 ticks were skipped" in back[0].getMessage() + back[1].getMessage()
+        assert "ticks skipped: 1" in back[0].getMessage() + back[1].getMessage()
 
     def test_ticks_are_skipped_while_redis_is_down(
         self,

@@ -235,14 +235,6 @@ class RedisCluster:
                 "unix:///path/to/socket"
             ) from None
 
-    async def check(self) -> bool:
-        """Ping Redis once; an outage is logged as any other."""
-        try:
-            await self._attempt(lambda client: client.ping())
-        except _Unreachable:
-            return False
-        return True
-
     async def close(self) -> None:
         """Close the connections opened on the current event loop."""
         with self._home_lock:
@@ -490,7 +482,7 @@ class _Health:
             lasted = time.monotonic() - self._down_since
             skipped, self._down_since = self._skipped, None
         logger.warning(
-            "Redis at %s is reachable again after %.1f s; %d ticks were skipped",
+            "Redis at %s is reachable again after %.1f s; ticks skipped: %d",
             self.where,
             lasted,
             skipped,
