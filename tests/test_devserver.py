@@ -446,3 +446,32 @@ def write_info(root: Path, pid: int, port: int) -> None:
     info.write_text(
         json.dumps({"pid": pid, "host": "127.0.0.1", "port": port, "url": url})
     )
+
+
+class TestUserApp:
+    def test_app_is_served_beside_the_task_routes(
+        self, tmp_path: Path, start_dev: Callable[..., DevServer]
+    ) -> None:
+        root = tmp_path / "ticking"
+        shutil.copytree(REPO / "fixtures" / "build" / "ticking", root)
+
+        server = start_dev(root=root)
+
+        page = server.get("/reports/today")
+        assert page.status_code == 200
+        assert page.text == "hello from /reports/today"
+        assert set(server.get("/_nitro/tasks").json()["tasks"]) == {"tick"}
+
+    def test_every_second_schedule_fires_in_dev(
+        self, tmp_path: Path, start_dev: Callable[..., DevServer]
+    ) -> None:
+        root = tmp_path / "ticking"
+        shutil.copytree(REPO / "fixtures" / "build" / "ticking", root)
+
+        server = start_dev(root=root)
+
+        fired = wait_for(
+            lambda: server.output().count("task tick finished") >= 2,
+            "two ticks of '* * * * * *'",
+        )
+        assert fired
