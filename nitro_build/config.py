@@ -316,6 +316,13 @@ def _unknown_key(
 ) -> str:
     spellings = [*fields, *aliases]
     message = f"key '{_join(key, str(given))}' is not known"
+    top_level = {*KEYS, *(_camel(name) for name in KEYS)}
+    if key and str(given) in top_level:
+        return (
+            f"{message} inside '{key}', but '{given}' is a top-level key; move it "
+            "above the first [table] header (in TOML, keys after a header belong "
+            "to that table)"
+        )
     nearest = difflib.get_close_matches(str(given), spellings, n=1)
     if nearest:
         return f"{message}; did you mean '{_join(key, nearest[0])}'?"

@@ -537,3 +537,18 @@ def test_the_warning_says_how_to_enable_tasks_in_each_form(
         load_config(tmp_path, environ={})
 
     assert hint in caplog.records[0].getMessage()
+
+
+def test_top_level_key_under_a_table_says_where_it_belongs(tmp_path: Path) -> None:
+    (tmp_path / "nitro.config.toml").write_text(
+        '[experimental]\ntasks = true\ntimezone = "UTC"\n'
+    )
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path)
+
+    assert str(caught.value.problems[0]) == (
+        "nitro.config.toml: key 'experimental.timezone' is not known inside "
+        "'experimental', but 'timezone' is a top-level key; move it above the "
+        "first [table] header (in TOML, keys after a header belong to that table)"
+    )
