@@ -19,20 +19,23 @@ import ipaddress
 import json
 import logging
 import traceback
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
+from .asgi import (
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    error_body,
+    send_encoded,
+    send_json,
+)
 from .errors import TaskError
 from .runner import TaskRuntime
 
 logger = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PREFIX = "/_nitro/tasks"
 MAX_BODY = 1024 * 1024
@@ -95,7 +98,7 @@ class TasksApp:
             await self.app(scope, receive, send)
         elif kind == "http":
             message = f"no route for {scope['method']} {scope['path']}"
-            await _send_json(send, 404, _error_body(404, message))
+            await send_json(send, 404, error_body(404, message))
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 1000})
 
@@ -111,10 +114,10 @@ class TasksApp:
                 payload = await _payload(scope, receive)
                 body = await self._run(name, payload)
         except HTTPProblem as problem:
-            await _send_json(
+            await send_json(
                 send,
                 problem.status,
-                _error_body(problem.status, problem.message),
+                error_body(problem.status, problem.message),
                 problem.headers,
             )
             return
@@ -122,7 +125,7 @@ class TasksApp:
             await self._send_failure(send, name, error)
             return
 
-        await _send_body(send, 200, body)
+        await send_encoded(send, 200, body)
 
     def _authorize(self, scope: Scope) -> None:
         """Refuse callers the task routes do not answer."""
@@ -172,10 +175,10 @@ class TasksApp:
             if not name:
                 logger.error("%s", message, exc_info=error)
 
-        body = _error_body(status, message)
+        body = error_body(status, message)
         if self.dev:
             body["stack"] = "".join(traceback.format_exception(error))
-        await _send_json(send, status, body)
+        await send_json(send, status, body)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         user = _UserLifespan(self.app, scope) if self.app is not None else None
@@ -413,28 +416,3 @@ def _json_kind(value: Any) -> str:
     if isinstance(value, list):
         return "array"
     return "object"
-
-
-def _error_body(status: int, message: str) -> dict[str, Any]:
-    return {"error": True, "status": status, "message": message}
-
-
-async def _send_json(
-    send: Send,
-    status: int,
-    body: dict[str, Any],
-    headers: dict[str, str] | None = None,
-) -> None:
-    await _send_body(send, status, json.dumps(body).encode(), headers)
-
-
-async def _send_body(
-    send: Send, status: int, body: bytes, headers: dict[str, str] | None = None
-) -> None:
-    fields = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    fields += [(key.encode(), value.encode()) for key, value in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": fields})
-    await send({"type": "http.response.body", "body": body})

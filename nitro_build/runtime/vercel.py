@@ -16,26 +16,20 @@ from __future__ import annotations
 
 import hmac
 import importlib
-import json
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from . import use_runtime
+from .asgi import ASGIApp, Receive, Scope, Send, error_body, send_json
 from .cron import parse_pattern
 from .runner import TaskEntry, TaskRuntime
 
 logger = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 SECRET_VARIABLE = "CRON_SECRET"
 
@@ -76,7 +70,7 @@ class VercelApp:
             await self.app(scope, receive, send)
         elif kind == "http":
             message = f"no route for '{path}'; this function only serves cron paths"
-            await _error(send, 404, message)
+            await send_json(send, 404, error_body(404, message))
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.app is not None:
@@ -95,19 +89,21 @@ class VercelApp:
         method = str(scope.get("method", "GET")).upper()
         if method != "GET":
             message = f"method '{method}' is not allowed on a cron path; use GET"
-            await _error(send, 405, message, [(b"allow", b"GET")])
+            await send_json(send, 405, error_body(405, message), {"allow": "GET"})
             return
 
         secret = os.environ.get(SECRET_VARIABLE, "")
         if not secret:
             logger.error("cron call to %s refused: %s", path, MISSING_SECRET)
-            await _error(send, 500, MISSING_SECRET)
+            await send_json(send, 500, error_body(500, MISSING_SECRET))
             return
 
         if not _bearer_matches(scope, secret):
             logger.warning("cron call to %s refused: wrong or missing token", path)
             message = "missing or wrong 'Authorization: Bearer' token"
-            await _error(send, 401, message, [(b"www-authenticate", b"Bearer")])
+            await send_json(
+                send, 401, error_body(401, message), {"www-authenticate": "Bearer"}
+            )
             return
 
         scheduled = self.scheduled_instant(pattern)
@@ -127,7 +123,7 @@ class VercelApp:
         }
         if failed:
             logger.error("cron %s: failed tasks: %s", pattern, ", ".join(failed))
-        await _respond(send, 500 if failed else 200, body)
+        await send_json(send, 500 if failed else 200, body)
 
     def scheduled_instant(self, pattern: str) -> datetime:
         """The pattern's latest instant at or before now, in UTC.
@@ -198,35 +194,3 @@ def _bearer_matches(scope: Scope, secret: str) -> bool:
             given = bytes(value)
             break
     return hmac.compare_digest(given, expected)
-
-
-async def _error(
-    send: Send,
-    status: int,
-    message: str,
-    headers: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    body = {"error": True, "status": status, "message": message}
-    await _respond(send, status, body, headers)
-
-
-async def _respond(
-    send: Send,
-    status: int,
-    body: Mapping[str, Any],
-    headers: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    data = json.dumps(body, default=str).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(data)).encode()),
-                (b"cache-control", b"no-store"),
-                *(headers or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": data})
