@@ -31,8 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import ConfigError, Problem
 
 logger = logging.getLogger(__name__)
@@ -202,6 +200,9 @@ def _parse(file: Path) -> Any:
             return json.loads(text)
         except json.JSONDecodeError as error:
             raise _unreadable(file, error.lineno, error.colno, error.msg) from None
+
+    import yaml
+
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as error:

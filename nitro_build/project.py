@@ -10,11 +10,16 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Config, load_config
 from .discovery import discover_tasks
 from .errors import ConfigError, Problem
-from .runtime import TaskEntry, TaskError, TaskLoadError, TaskRuntime
+from .runtime import TaskEntry, TaskError, TaskLoadError
+from .runtime.loader import TaskCatalog
+
+if TYPE_CHECKING:
+    from .runtime import TaskRuntime
 
 
 @dataclass(frozen=True)
@@ -29,11 +34,18 @@ class Project:
         return self.config.root
 
     def runtime(self) -> TaskRuntime:
+        """The tasks, ready to run (this loads the runner and asyncio)."""
+        from .runtime.runner import TaskRuntime
+
         return TaskRuntime(
             self.entries.values(),
             root=self.config.src_dir,
             schedules=self.config.scheduled_tasks,
         )
+
+    def catalog(self) -> TaskCatalog:
+        """The tasks, to import and inspect without running them."""
+        return TaskCatalog(self.entries.values(), root=self.config.src_dir)
 
 
 def load_project(root: Path, *, preset: str | None = None) -> Project:
@@ -100,15 +112,15 @@ def schedule_problems(config: Config, entries: dict[str, TaskEntry]) -> list[Pro
     return problems
 
 
-def check_tasks(project: Project, runtime: TaskRuntime | None = None) -> list[Problem]:
+def check_tasks(project: Project, catalog: TaskCatalog | None = None) -> list[Problem]:
     """Import every task and report every file that fails, at once."""
-    runtime = runtime or project.runtime()
+    catalog = catalog or project.catalog()
     problems = []
     for name, entry in project.entries.items():
         if entry.file is None and entry.handler is None:
             continue
         try:
-            task = runtime.task(name)
+            task = catalog.task(name)
         except TaskLoadError as error:
             problems.append(Problem(_where(error, project.root), error.reason))
             continue

@@ -49,3 +49,17 @@ def test_task_runtime_does_not_import_the_build_tooling() -> None:
     extra = "import nitro_build.runtime.runner\nassert 'click' not in sys.modules"
 
     assert imported_outside_stdlib(extra) == []
+
+
+def test_task_files_and_task_checks_load_no_event_loop() -> None:
+    extra = (
+        "from nitro_build import define_task\n"
+        "from nitro_build.runtime.loader import TaskCatalog\n"
+        "assert 'asyncio' not in sys.modules\n"
+        "from nitro_build.runtime import TaskOutcome, TaskRuntime\n"
+        "assert issubclass(TaskRuntime, TaskCatalog) and TaskOutcome\n"
+        "import nitro_build.runtime as runtime\n"
+        "assert all(getattr(runtime, name) for name in runtime.__all__)"
+    )
+
+    assert imported_outside_stdlib(extra) == []

@@ -30,7 +30,8 @@ from .. import __version__
 from ..config import Config
 from ..errors import ConfigError, Problem
 from ..project import Project, check_tasks, load_project
-from ..runtime import TaskError, TaskRuntime
+from ..runtime import TaskError
+from ..runtime.loader import TaskCatalog
 from .emitters.base import Emitter
 from .model import BuildPlan, ManifestTask, Schedule
 from .presets import Preset, load_emitter_class, load_preset
@@ -129,11 +130,11 @@ def plan_build(
     options = (
         dict(config.preset_options.get(preset.options, {})) if preset.options else {}
     )
-    runtime = project.runtime()
+    catalog = project.catalog()
 
     problems = output_problems(config, output)
-    problems += check_tasks(project, runtime)
-    tasks, task_problems = manifest_tasks(project, runtime)
+    problems += check_tasks(project, catalog)
+    tasks, task_problems = manifest_tasks(project, catalog)
     problems += task_problems
     problems += app_problems(config)
     schedules, schedule_problems, warnings = translate_schedules(
@@ -186,7 +187,7 @@ def output_problems(config: Config, output: Path) -> list[Problem]:
 
 
 def manifest_tasks(
-    project: Project, runtime: TaskRuntime
+    project: Project, catalog: TaskCatalog
 ) -> tuple[list[ManifestTask], list[Problem]]:
     """Each task with its file relative to the sources and its description."""
     src_dir = project.config.src_dir
@@ -206,7 +207,7 @@ def manifest_tasks(
                 continue
             file = path.relative_to(src_dir).as_posix()
         try:
-            description = runtime.description(name)
+            description = catalog.description(name)
         except TaskError:
             description = ""
         tasks.append(ManifestTask(name, file, entry.handler, description))

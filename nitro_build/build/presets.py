@@ -64,11 +64,13 @@ import sys
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from importlib import metadata
 
 ENTRY_POINT_GROUP = "nitro_build.presets"
 DIALECTS = ("server", "cloudflare", "vercel")
@@ -327,6 +329,10 @@ def _builtin_files() -> list[Path]:
 
 @cache
 def _entry_points() -> dict[str, metadata.EntryPoint]:
+    # Read only for a preset that is not built in: scanning every installed
+    # distribution's entry points costs more than the rest of preset loading.
+    from importlib import metadata
+
     return {
         point.name: point for point in metadata.entry_points(group=ENTRY_POINT_GROUP)
     }

@@ -4,16 +4,23 @@ Nothing here imports outside the standard library, except the scheduler and
 the pattern module, which use croniter. A process installs one `TaskRuntime`
 with `use_runtime`; the module-level functions below call it, so task code
 and the user's own app can simply `await run_task("db:migrate")`.
+
+`TaskRuntime` and `TaskOutcome` are loaded with the runner on first use:
+every task file imports this package for `define_task`, and neither those
+imports nor the build's check of every task should pay for asyncio.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import TaskError, TaskLoadError, TaskNotFound, TaskNotImplemented
-from .runner import TaskEntry, TaskOutcome, TaskRuntime
+from .loader import TaskEntry
 from .task import Task, TaskEvent, define_task
+
+if TYPE_CHECKING:
+    from .runner import TaskOutcome, TaskRuntime
 
 __all__ = [
     "Task",
@@ -33,7 +40,17 @@ __all__ = [
     "use_runtime",
 ]
 
+_RUNNER_NAMES = ("TaskOutcome", "TaskRuntime")
+
 _current: TaskRuntime | None = None
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RUNNER_NAMES:
+        from . import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def use_runtime(runtime: TaskRuntime | None) -> None:

@@ -43,7 +43,8 @@ croniter does the calendar walking on naive wall-clock times; this module owns
 parsing and validation (croniter's own six-field form puts seconds last and
 it reads some ranges loosely), the day-of-month/weekday union, and the mapping
 of wall times to instants. This module ships in every build output, so it uses
-the standard library and croniter only.
+the standard library and croniter only, and imports croniter when a pattern is
+first asked for an instant: reading and translating patterns never needs it.
 """
 
 from __future__ import annotations
@@ -54,9 +55,11 @@ import re
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterBadDateError, CroniterError, croniter
+if TYPE_CHECKING:
+    from croniter import croniter
 
 FIELDS = ("second", "minute", "hour", "day", "month", "weekday", "year")
 
@@ -250,7 +253,8 @@ class Pattern:
 
 
 class _Engine:
-    """croniter objects over naive wall-clock time, built once per pattern.
+    """croniter objects over naive wall-clock time, built on the pattern's first
+    walk.
 
     When day of month and weekday are both restricted, one croniter walks each
     side and the union is taken here, because croniter's own union mishandles
@@ -258,16 +262,9 @@ class _Engine:
     """
 
     def __init__(self, text: str, expressions: list[str]) -> None:
-        anchor = datetime(2000, 1, 1)
-        try:
-            self._walkers = [
-                croniter(expr, anchor, ret_type=datetime, second_at_beginning=True)
-                for expr in expressions
-            ]
-        except CroniterError as error:
-            raise PatternError(
-                text, f"cannot be scheduled ({error}); simplify the pattern"
-            ) from error
+        self._text = text
+        self._expressions = expressions
+        self._walkers: list[croniter] | None = None
         self._lock = threading.Lock()
 
     def next_wall(self, start: datetime, text: str, moment: datetime) -> datetime:
@@ -283,15 +280,34 @@ class _Engine:
         return max(found)
 
     def _walk(self, start: datetime, is_prev: bool) -> list[datetime]:
+        from croniter import CroniterBadDateError
+
         found = []
         with self._lock:
-            for walker in self._walkers:
+            for walker in self._started():
                 step = walker.get_prev if is_prev else walker.get_next
                 try:
                     found.append(step(start_time=start))
                 except CroniterBadDateError:
                     continue
         return found
+
+    def _started(self) -> list[croniter]:
+        """The walkers, made on first use; call with the lock held."""
+        if self._walkers is None:
+            from croniter import CroniterError, croniter
+
+            anchor = datetime(2000, 1, 1)
+            try:
+                self._walkers = [
+                    croniter(expr, anchor, ret_type=datetime, second_at_beginning=True)
+                    for expr in self._expressions
+                ]
+            except CroniterError as error:
+                raise PatternError(
+                    self._text, f"cannot be scheduled ({error}); simplify the pattern"
+                ) from error
+        return self._walkers
 
 
 @functools.lru_cache(maxsize=1024)

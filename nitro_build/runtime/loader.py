@@ -3,19 +3,102 @@
 A task file must define exactly one `Task`; a config handler is either
 "package.module:attr" or a path to a file (optionally "path.py:attr"). Every
 failure is a `TaskLoadError` naming the file and, where known, the line.
+
+`TaskCatalog` holds the known tasks and imports each on first use. The runner
+builds on it to run tasks; the build uses it alone to import and check every
+task, so checking a project never loads the event loop machinery.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 import sys
+import threading
 import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from .errors import TaskLoadError
+from .errors import TaskError, TaskLoadError, TaskNotFound, TaskNotImplemented
 from .task import Task, define_task
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """A known task before it is imported: its name and where it lives."""
+
+    name: str
+    file: str | None = None
+    handler: str | None = None
+    description: str | None = None
+
+
+class TaskCatalog:
+    """The tasks of one project by name, each imported on first use."""
+
+    def __init__(self, entries: Iterable[TaskEntry], root: Path | str = ".") -> None:
+        self.root = Path(root)
+        self.entries = {entry.name: entry for entry in entries}
+        self._loaded: dict[str, Task] = {}
+        self._load_lock = threading.Lock()
+        self._import_root: str | None = None
+
+    def names(self) -> list[str]:
+        return sorted(self.entries)
+
+    def task(self, name: str) -> Task:
+        """The task of this name, imported on first use."""
+        entry = self.entries.get(name)
+        if entry is None:
+            raise TaskNotFound(name, list(self.entries))
+        with self._load_lock:
+            task = self._loaded.get(name)
+            if task is None:
+                task = self._import(entry)
+                self._loaded[name] = task
+        return task
+
+    def description(self, name: str) -> str:
+        """The description, from the entry if known, else from the task."""
+        entry = self.entries.get(name)
+        if entry is not None and entry.description is not None:
+            return entry.description
+        try:
+            return self.task(name).description
+        except TaskError:
+            # A task that cannot load says why when it is run; listing it
+            # without a description keeps the other tasks listable.
+            return ""
+
+    def _import(self, entry: TaskEntry) -> Task:
+        if self._import_root is None:
+            self._import_root = str(self.root.resolve())
+        if self._import_root not in sys.path:
+            sys.path.insert(0, self._import_root)
+        return load_entry(entry, self.root)
+
+
+def load_entry(entry: TaskEntry, root: Path) -> Task:
+    """Import the task an entry points at; file paths are relative to root."""
+    module_name = module_name_for(entry.name)
+    if entry.handler:
+        return load_handler(entry.handler, root, module_name)
+    if entry.file:
+        path = Path(entry.file)
+        if not path.is_absolute():
+            path = root / path
+        module = load_file(path, module_name)
+        return task_in_module(module, str(path))
+    raise TaskNotImplemented(entry.name)
+
+
+def module_name_for(name: str) -> str:
+    """A module name for a task file that no other task name can share."""
+    escaped = re.sub(r"[^A-Za-z0-9]", lambda m: f"_{ord(m.group()):x}_", name)
+    return f"nitro_tasks.{escaped}"
 
 
 def load_file(path: Path, module_name: str) -> ModuleType:

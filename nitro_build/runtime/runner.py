@@ -1,10 +1,10 @@
 """Run tasks by name, one running instance per name.
 
-`TaskRuntime` holds the known tasks (imported lazily, on first use) and the
-runs in flight. While a task runs, every other call of the same name waits for
-that run and receives its result or its exception. The table of runs in flight
-is guarded by a thread lock, so callers on different threads or event loops
-still share a single run.
+`TaskRuntime` is a `TaskCatalog` (the known tasks, imported on first use) that
+also holds the runs in flight. While a task runs, every other call of the same
+name waits for that run and receives its result or its exception. The table of
+runs in flight is guarded by a thread lock, so callers on different threads or
+event loops still share a single run.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import asyncio
 import concurrent.futures
 import inspect
 import logging
-import re
 import sys
 import threading
 import time
@@ -22,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import TaskError, TaskNotFound, TaskNotImplemented
-from .loader import load_file, load_handler, task_in_module
+from .errors import TaskError
+from .loader import TaskCatalog, TaskEntry
 from .task import Task, TaskEvent
 
 logger = logging.getLogger(__name__)
@@ -31,16 +30,6 @@ logger = logging.getLogger(__name__)
 # Pyodide (Cloudflare's Python Workers) cannot start threads; there a plain
 # function runs on the event loop itself.
 CAN_START_THREADS = sys.platform != "emscripten"
-
-
-@dataclass(frozen=True)
-class TaskEntry:
-    """A known task before it is imported: its name and where it lives."""
-
-    name: str
-    file: str | None = None
-    handler: str | None = None
-    description: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,7 +58,7 @@ class Coordinator(Protocol):
     async def run(self, name: str, invoke: Callable[[], Awaitable[Any]]) -> Any: ...
 
 
-class TaskRuntime:
+class TaskRuntime(TaskCatalog):
     """The tasks of one project and the runs in flight."""
 
     def __init__(
@@ -79,45 +68,15 @@ class TaskRuntime:
         schedules: Mapping[str, list[str]] | None = None,
         coordinator: Coordinator | None = None,
     ) -> None:
-        self.root = Path(root)
+        super().__init__(entries, root)
         self.coordinator = coordinator
-        self.entries = {entry.name: entry for entry in entries}
         self.schedules = {p: list(names) for p, names in (schedules or {}).items()}
-        self._loaded: dict[str, Task] = {}
-        self._load_lock = threading.Lock()
         self._running: dict[str, concurrent.futures.Future[Any]] = {}
         self._running_lock = threading.Lock()
-
-    def names(self) -> list[str]:
-        return sorted(self.entries)
 
     def running(self) -> list[str]:
         with self._running_lock:
             return sorted(self._running)
-
-    def task(self, name: str) -> Task:
-        """The task of this name, imported on first use."""
-        entry = self.entries.get(name)
-        if entry is None:
-            raise TaskNotFound(name, list(self.entries))
-        with self._load_lock:
-            task = self._loaded.get(name)
-            if task is None:
-                task = self._import(entry)
-                self._loaded[name] = task
-        return task
-
-    def description(self, name: str) -> str:
-        """The description, from the entry if known, else from the task."""
-        entry = self.entries.get(name)
-        if entry is not None and entry.description is not None:
-            return entry.description
-        try:
-            return self.task(name).description
-        except TaskError:
-            # A task that cannot load says why when it is run; listing it
-            # without a description keeps the other tasks listable.
-            return ""
 
     async def run(
         self,
@@ -236,27 +195,6 @@ class TaskRuntime:
         elapsed = (time.perf_counter() - started) * 1000
         logger.info("task %s finished in %.1f ms", event.name, elapsed)
         return result
-
-    def _import(self, entry: TaskEntry) -> Task:
-        module_name = module_name_for(entry.name)
-        root = str(self.root.resolve())
-        if root not in sys.path:
-            sys.path.insert(0, root)
-        if entry.handler:
-            return load_handler(entry.handler, self.root, module_name)
-        if entry.file:
-            path = Path(entry.file)
-            if not path.is_absolute():
-                path = self.root / path
-            module = load_file(path, module_name)
-            return task_in_module(module, str(path))
-        raise TaskNotImplemented(entry.name)
-
-
-def module_name_for(name: str) -> str:
-    """A module name for a task file that no other task name can share."""
-    escaped = re.sub(r"[^A-Za-z0-9]", lambda m: f"_{ord(m.group()):x}_", name)
-    return f"nitro_tasks.{escaped}"
 
 
 def _describe(error: BaseException) -> str:
