@@ -36,11 +36,13 @@ class Part:
 
 @dataclass
 class BundleReport:
-    """What laying out the bundle copied, listed and warned about."""
+    """What laying out the bundle copied, listed and warned about, and the
+    version of every installed distribution the packages were resolved from."""
 
     parts: list[Part] = field(default_factory=list)
     listed: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
 
 
 def runtime_source() -> Path:
@@ -94,21 +96,21 @@ def vendor_packages(
 ) -> tuple[Part | None, vendor.Resolution]:
     """Copy the pure distributions into target (through the cache folder, if
     given); a target of None lists them all for requirements.txt instead."""
-    resolution = vendor.resolve(requirements)
+    requirements = list(requirements)
+    if cache is None:
+        resolution = vendor.resolve(requirements)
+    else:
+        resolution = vendor.resolve_cached(requirements, cache)
     if target is None:
-        resolution.listed[:0] = [
-            f"{d.metadata['Name']}=={d.version}" for d in resolution.pure
-        ]
+        resolution.listed[:0] = [f"{p.name}=={p.version}" for p in resolution.pure]
         resolution.pure = []
         return None, resolution
 
     target.mkdir(parents=True, exist_ok=True)
     count = size = 0
-    for dist in resolution.pure:
-        files, nbytes = vendor.copy_distribution(dist, target, cache)
-        logger.debug(
-            "vendored %s %s (%d files)", dist.metadata["Name"], dist.version, files
-        )
+    for package in resolution.pure:
+        files, nbytes = vendor.copy_distribution(package, target, cache)
+        logger.debug("vendored %s %s (%d files)", package.name, package.version, files)
         count += files
         size += nbytes
     return Part("", count, size), resolution

@@ -6,6 +6,11 @@ is pure when its WHEEL file says `Root-Is-Purelib: true`; those are copied
 file by file from their RECORD. The rest (compiled code, editable installs,
 ones that are not installed here) cannot travel in the folder and are listed
 for `requirements.txt` instead, and the build says so.
+
+Reading that metadata costs more than the rest of a small build, so
+`resolve_cached` keeps each resolution in the cache folder, next to the cached
+copies of the distributions, for as long as the requirements, the interpreter
+and the set of installed distributions stay the same.
 """
 
 from __future__ import annotations
@@ -18,12 +23,16 @@ import os
 import py_compile
 import re
 import shutil
+import sys
 import tempfile
 import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from importlib import metadata
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from importlib import metadata
 
 logger = logging.getLogger(__name__)
 
@@ -35,13 +44,38 @@ LISTING = ".nitro-files"
 _EXTRA = re.compile(r"""extra\s*==\s*['"]([^'"]+)['"]""")
 
 
+@dataclass(frozen=True)
+class Package:
+    """A pure distribution to copy: its name as its metadata spells it, its
+    version, and a digest of its RECORD (which a reinstall may change)."""
+
+    name: str
+    version: str
+    record: str
+
+    @property
+    def key(self) -> str:
+        return normalize(self.name)
+
+
 @dataclass
 class Resolution:
-    """What to copy, what to list in requirements.txt, and why."""
+    """What to copy, what to list in requirements.txt, and why; `versions`
+    holds every installed distribution met, by normalized name."""
 
-    pure: list[metadata.Distribution] = field(default_factory=list)
+    pure: list[Package] = field(default_factory=list)
     listed: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Resolution:
+        return cls(
+            pure=[Package(**package) for package in data["pure"]],
+            listed=list(data["listed"]),
+            warnings=list(data["warnings"]),
+            versions=dict(data["versions"]),
+        )
 
 
 def normalize(name: str) -> str:
@@ -62,8 +96,59 @@ def project_dependencies(root: Path) -> list[str]:
     return [str(item) for item in dependencies]
 
 
+def resolve_cached(requirements: list[str], cache: Path) -> Resolution:
+    """`resolve`, kept in the cache folder and reused while neither the
+    requirements nor the installed distributions change."""
+    wanted = json.dumps(requirements)
+    key = hashlib.sha256(wanted.encode()).hexdigest()[:12]
+    file = cache / f"resolution-{key}.json"
+    installed = installed_fingerprint()
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+        if data["requirements"] == requirements and data["installed"] == installed:
+            return Resolution.from_dict(data["resolution"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+
+    resolution = resolve(requirements)
+    data = {
+        "requirements": requirements,
+        "installed": installed,
+        "resolution": asdict(resolution),
+    }
+    cache.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=".new-", dir=cache)
+    with os.fdopen(fd, "w", encoding="utf-8") as stream:
+        json.dump(data, stream)
+    os.replace(temporary, file)
+    return resolution
+
+
+def installed_fingerprint() -> str:
+    """A digest of the interpreter and of every distribution on sys.path, by
+    the name and modification time of its metadata folder: installing,
+    removing, upgrading or reinstalling one changes it."""
+    digest = hashlib.sha256(f"{sys.version}\0{sys.prefix}".encode())
+    for entry in sys.path:
+        digest.update(f"\0{entry}".encode())
+        try:
+            with os.scandir(entry or ".") as found:
+                folders = sorted(
+                    (item.name, item.stat().st_mtime_ns)
+                    for item in found
+                    if item.name.endswith((".dist-info", ".egg-info"))
+                )
+        except OSError:
+            continue
+        for name, mtime in folders:
+            digest.update(f"\0{name}\0{mtime}".encode())
+    return digest.hexdigest()
+
+
 def resolve(requirements: Iterable[str]) -> Resolution:
     """Follow requirements through the installed distributions."""
+    from importlib import metadata
+
     resolution = Resolution()
     seen: set[str] = set()
     pending = list(requirements)
@@ -89,21 +174,25 @@ def resolve(requirements: Iterable[str]) -> Resolution:
             )
             continue
 
+        spelled = dist.metadata["Name"] or name
+        resolution.versions[name] = dist.version
         reason = _not_vendorable(dist)
         if reason:
-            resolution.listed.append(f"{dist.metadata['Name']}=={dist.version}")
+            resolution.listed.append(f"{spelled}=={dist.version}")
             resolution.warnings.append(
-                f"package '{dist.metadata['Name']}' {reason}; it is listed in "
+                f"package '{spelled}' {reason}; it is listed in "
                 "requirements.txt and must be installed where the output runs"
             )
-        elif all(d is not dist and _key(d) != _key(dist) for d in resolution.pure):
-            resolution.pure.append(dist)
+        elif all(package.key != name for package in resolution.pure):
+            record = dist.read_text("RECORD") or ""
+            digest = hashlib.sha256(record.encode()).hexdigest()[:12]
+            resolution.pure.append(Package(spelled, dist.version, digest))
         pending.extend(_needed(dist, extras))
     return resolution
 
 
 def copy_distribution(
-    dist: metadata.Distribution, folder: Path, cache: Path | None = None
+    package: Package, folder: Path, cache: Path | None = None
 ) -> tuple[int, int]:
     """Put a distribution's files into folder; returns (files, bytes).
 
@@ -113,40 +202,36 @@ def copy_distribution(
     system), they are copied.
     """
     if cache is None:
-        return _copy_files(_shipped_files(dist), folder)
+        return _copy_files(_shipped_files(_installed(package)), folder)
 
-    source = cached_copy(dist, cache)
-    listing = (source / LISTING).read_text(encoding="utf-8").splitlines()
-    files = [
-        (int(size), Path(name))
-        for size, _, name in (n.partition("\t") for n in listing)
-    ]
-    made: set[Path] = set()
+    # Plain strings and os functions: this runs for every vendored file.
+    source = str(cached_copy(package, cache))
+    target = str(folder)
+    with open(os.path.join(source, LISTING), encoding="utf-8") as stream:
+        files = [line.rstrip("\n").split("\t", 1) for line in stream]
+    for sub in sorted({os.path.dirname(name) for _, name in files}):
+        os.makedirs(os.path.join(target, sub), exist_ok=True)
+
     link = True
-    for _, relative in files:
-        target = folder / relative
-        if target.parent not in made:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            made.add(target.parent)
+    for _, name in files:
         if link:
             try:
-                os.link(source / relative, target)
+                os.link(f"{source}/{name}", f"{target}/{name}")
                 continue
             except OSError:
                 link = False
-        shutil.copyfile(source / relative, target)
-    return len(files), sum(size for size, _ in files)
+        shutil.copyfile(f"{source}/{name}", f"{target}/{name}")
+    return len(files), sum(int(size) for size, _ in files)
 
 
-def cached_copy(dist: metadata.Distribution, cache: Path) -> Path:
+def cached_copy(package: Package, cache: Path) -> Path:
     """A private, read-only copy of the distribution's files, with their
     bytecode, made once per distribution version."""
-    record = dist.read_text("RECORD") or ""
-    digest = hashlib.sha256(record.encode()).hexdigest()[:12]
-    folder = cache / f"{_key(dist)}-{dist.version}-{digest}"
+    folder = cache / f"{package.key}-{package.version}-{package.record}"
     if (folder / LISTING).is_file():
         return folder
 
+    dist = _installed(package)
     cache.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=".new-", dir=cache))
     try:
@@ -176,6 +261,12 @@ def cached_copy(dist: metadata.Distribution, cache: Path) -> Path:
         if not (folder / LISTING).is_file():
             raise
     return folder
+
+
+def _installed(package: Package) -> metadata.Distribution:
+    from importlib import metadata
+
+    return metadata.distribution(package.name)
 
 
 def _shipped_files(dist: metadata.Distribution) -> list[tuple[Path, Path]]:
@@ -243,7 +334,3 @@ def _applies(marker: str, extras: set[str]) -> bool:
 
 def _extras(text: str | None) -> set[str]:
     return {normalize(e) for e in (text or "").split(",") if e.strip()}
-
-
-def _key(dist: metadata.Distribution) -> str:
-    return normalize(dist.metadata["Name"] or "")

@@ -152,6 +152,7 @@ class Emitter:
             self.report.parts.append(Part(self.relative(target), part.files, part.size))
         self.report.warnings += resolution.warnings
         self.report.listed += resolution.listed
+        self.report.versions.update(resolution.versions)
 
         if self.report.listed:
             lines = "".join(f"{line}\n" for line in dict.fromkeys(self.report.listed))

@@ -8,9 +8,9 @@ command, tasks and schedules.
 
 from __future__ import annotations
 
-from importlib import metadata
 from typing import Any
 
+from .. import vendor
 from . import base
 
 MANIFEST = "manifest.json"
@@ -55,10 +55,9 @@ class Emitter(base.Emitter):
 
     def vendored_versions(self) -> dict[str, str]:
         """Versions of the runtime's own packages, as vendored."""
-        versions = {}
-        for name in self.dependencies():
-            try:
-                versions[name] = metadata.version(name)
-            except metadata.PackageNotFoundError:
-                continue
-        return versions
+        found = self.report.versions
+        return {
+            name: found[vendor.normalize(name)]
+            for name in self.dependencies()
+            if vendor.normalize(name) in found
+        }
