@@ -6,13 +6,20 @@ tooling), the user's sources, and the pure-Python distributions both need.
 The user's sources are the project's `src_dir` without hidden files and
 folders (version control, caches, `.env` files), virtual environments,
 `__pycache__`, `node_modules` and the output folder itself.
+
+Files of the runtime and the sources are placed through a `FileStore`: every
+build reads each file afresh, and an output file is a hard link to a private
+copy of exactly those bytes, so an unchanged file costs a link instead of a
+new file (and the output it replaces frees no file either).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-import shutil
+import stat
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,12 +52,70 @@ class BundleReport:
     versions: dict[str, str] = field(default_factory=dict)
 
 
+class FileStore:
+    """Read-only copies of files by content, hard-linked into outputs.
+
+    A stored copy is linked only after its bytes compare equal to the file's
+    bytes of this build, so a copy changed through an output's link is
+    replaced, never shipped. Where linking fails (the output on another file
+    system), files are written as plain copies from then on.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = str(folder)
+        self.used: set[str] = set()
+        self.linking = True
+
+    def place(self, data: bytes, target: str) -> None:
+        """Write data into the new file target."""
+        if self.linking:
+            name = hashlib.sha256(data).hexdigest()[:32]
+            stored = os.path.join(self.folder, name)
+            try:
+                if _read_regular(stored, missing_ok=True) != data:
+                    self._store(stored, data)
+                os.link(stored, target)
+                self.used.add(name)
+                return
+            except OSError as error:
+                logger.debug("copying files instead of linking them: %s", error)
+                self.linking = False
+        with open(target, "wb") as stream:
+            stream.write(data)
+
+    def prune(self) -> None:
+        """Remove the stored copies this build did not use."""
+        if not self.linking or not self.used:
+            return
+        with os.scandir(self.folder) as entries:
+            unused = [e.path for e in entries if e.name not in self.used]
+        for path in unused:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+
+    def _store(self, stored: str, data: bytes) -> None:
+        os.makedirs(self.folder, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=".new-", dir=self.folder)
+        try:
+            with open(fd, "wb") as stream:
+                stream.write(data)
+            os.chmod(temporary, 0o444)
+            os.replace(temporary, stored)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+
+
 def runtime_source() -> Path:
     """The `nitro_build` package folder the runtime is copied from."""
     return Path(__file__).resolve().parent.parent
 
 
-def copy_runtime(target: Path, exclude: Iterable[str] = ()) -> tuple[int, int]:
+def copy_runtime(
+    target: Path, exclude: Iterable[str] = (), store: FileStore | None = None
+) -> tuple[int, int]:
     """Copy `nitro_build/__init__.py` and `runtime/` into target/nitro_build."""
     package = runtime_source()
     skipped = set(exclude)
@@ -63,12 +128,15 @@ def copy_runtime(target: Path, exclude: Iterable[str] = ()) -> tuple[int, int]:
     size = 0
     for file in files:
         destination = target / "nitro_build" / file.relative_to(package)
-        shutil.copyfile(file, destination)
-        size += destination.stat().st_size
+        data = file.read_bytes()
+        _place(data, str(destination), store)
+        size += len(data)
     return len(files), size
 
 
-def copy_sources(source: Path, target: Path, skip: Iterable[Path]) -> tuple[int, int]:
+def copy_sources(
+    source: Path, target: Path, skip: Iterable[Path], store: FileStore | None = None
+) -> tuple[int, int]:
     """Copy the user's sources, leaving out what never ships."""
     skipped = {str(path.resolve()) for path in skip}
     count = size = 0
@@ -84,10 +152,13 @@ def copy_sources(source: Path, target: Path, skip: Iterable[Path]) -> tuple[int,
         for name in files:
             if name.startswith(".") or name.endswith(SKIPPED_SUFFIXES):
                 continue
-            copied = os.path.join(destination, name)
-            shutil.copyfile(os.path.join(folder, name), copied)
+            data = _read_regular(os.path.join(folder, name))
+            if data is None:
+                logger.debug("'%s' is not a regular file; skipped", name)
+                continue
+            _place(data, os.path.join(destination, name), store)
             count += 1
-            size += os.stat(copied).st_size
+            size += len(data)
     return count, size
 
 
@@ -114,6 +185,30 @@ def vendor_packages(
         count += files
         size += nbytes
     return Part("", count, size), resolution
+
+
+def _place(data: bytes, target: str, store: FileStore | None) -> None:
+    if store is not None:
+        store.place(data, target)
+        return
+    with open(target, "wb") as stream:
+        stream.write(data)
+
+
+def _read_regular(path: str, missing_ok: bool = False) -> bytes | None:
+    """The bytes of a regular file; None for a pipe, socket or device (opened
+    without blocking, so a pipe cannot hang the build), or a missing file
+    when missing_ok."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        if missing_ok:
+            return None
+        raise
+    with open(fd, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return stream.read()
 
 
 def _skipped_folder(path: str, skipped: set[str]) -> bool:

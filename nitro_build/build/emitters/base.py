@@ -55,18 +55,20 @@ class Emitter:
         spec = self.preset.bundle
         root = self.path(spec.folder)
         root.mkdir(parents=True, exist_ok=True)
+        store = bundle.FileStore(self.cache_folder("files"))
 
         if spec.runtime:
-            files, size = bundle.copy_runtime(root, spec.runtime_exclude)
+            files, size = bundle.copy_runtime(root, spec.runtime_exclude, store)
             self.report.parts.append(
                 Part(self.relative(root / "nitro_build"), files, size)
             )
 
         sources = root / spec.sources
         files, size = bundle.copy_sources(
-            self.plan.config.src_dir, sources, self.skipped_sources()
+            self.plan.config.src_dir, sources, self.skipped_sources(), store
         )
         self.report.parts.append(Part(self.relative(sources), files, size))
+        store.prune()
 
         requirements = self.dependencies()
         if spec.project_dependencies:
@@ -94,6 +96,10 @@ class Emitter:
 
     def relative(self, path: Path) -> str:
         return path.relative_to(self.folder).as_posix() or "."
+
+    def cache_folder(self, kind: str) -> Path:
+        """The project's folder for what builds keep between them."""
+        return self.plan.config.root / ".nitro" / "cache" / kind
 
     def context(self) -> dict[str, Any]:
         """What every template sees."""
@@ -146,7 +152,7 @@ class Emitter:
         """Copy pure distributions into folder (None: list them all) and
         write the preset's requirements file for whatever cannot be copied."""
         target = self.path(folder) if folder is not None else None
-        cache = self.plan.config.root / ".nitro" / "cache" / "vendor"
+        cache = self.cache_folder("vendor")
         part, resolution = bundle.vendor_packages(requirements, target, cache)
         if part is not None and target is not None:
             self.report.parts.append(Part(self.relative(target), part.files, part.size))
