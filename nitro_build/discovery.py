@@ -20,9 +20,10 @@ class FoundTask:
     file: Path
 
 
-def task_name(relative: Path) -> str:
+def task_name(relative: str | os.PathLike[str]) -> str:
     """The task name for a path relative to the tasks folder."""
-    parts = [*relative.parent.parts, relative.name.removesuffix(".py")]
+    parts = os.fspath(relative).split(os.sep)
+    parts[-1] = parts[-1].removesuffix(".py")
     return ":".join(part for part in parts if part)
 
 
@@ -32,13 +33,16 @@ def discover_tasks(tasks_dir: Path) -> list[FoundTask]:
         return []
 
     found = []
-    for folder, subfolders, files in os.walk(tasks_dir):
+    # Plain strings: this loop runs once per task file.
+    top = str(tasks_dir)
+    for folder, subfolders, files in os.walk(top):
         subfolders[:] = sorted(d for d in subfolders if not _hidden(d))
+        relative = "" if folder == top else os.path.relpath(folder, top)
         for file in files:
             if _hidden(file) or not file.endswith(".py"):
                 continue
-            path = Path(folder, file)
-            found.append(FoundTask(task_name(path.relative_to(tasks_dir)), path))
+            name = task_name(os.path.join(relative, file))
+            found.append(FoundTask(name, Path(folder, file)))
     return sorted(found, key=lambda task: task.name)
 
 

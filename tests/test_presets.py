@@ -3,6 +3,7 @@ arrive through the `nitro_build.presets` entry point group."""
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import textwrap
@@ -13,6 +14,7 @@ import pytest
 
 from nitro_build.build import build_project
 from nitro_build.build import presets as presets_module
+from nitro_build.build.emitters.base import python_literal
 from nitro_build.build.presets import (
     PresetError,
     known_presets,
@@ -205,3 +207,16 @@ def test_invalid_preset_data_names_every_problem(
     assert "dialect 'aws' is not one of 'server', 'cloudflare', 'vercel'" in message
     assert "'emitter' must name an emitter module" in message
     assert "unknown key 'bundle.foldr'" in message
+
+
+def test_an_embedded_manifest_reads_back_as_the_same_data() -> None:
+    tasks = [
+        {"name": f"group:task{n}", "file": None, "handler": "m:f", "description": "'"}
+        for n in range(50)
+    ]
+    manifest = {"preset": "vercel", "tasks": tasks, "crons": {}, "app": None}
+
+    text = python_literal(manifest)
+
+    assert ast.literal_eval(text) == manifest
+    assert max(len(line) for line in text.splitlines()) <= 88

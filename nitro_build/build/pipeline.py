@@ -191,12 +191,14 @@ def manifest_tasks(
 ) -> tuple[list[ManifestTask], list[Problem]]:
     """Each task with its file relative to the sources and its description."""
     src_dir = project.config.src_dir
+    # Plain strings: this loop runs once per task.
+    inside = os.path.join(src_dir, "")
     tasks, problems = [], []
     for name, entry in project.entries.items():
         file = None
         if entry.file is not None:
-            path = Path(entry.file)
-            if not path.is_relative_to(src_dir):
+            path = entry.file
+            if not path.startswith(inside):
                 problems.append(
                     Problem(
                         f"task '{name}'",
@@ -205,7 +207,7 @@ def manifest_tasks(
                     )
                 )
                 continue
-            file = path.relative_to(src_dir).as_posix()
+            file = path.removeprefix(inside).replace(os.sep, "/")
         try:
             description = catalog.description(name)
         except TaskError:

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Generated modules keep a line of their embedded manifest within this width.
+LITERAL_WIDTH = 88
+
 
 class Emitter:
     """Writes one preset's output into a staging folder."""
@@ -188,3 +191,24 @@ class Emitter:
             )
             self._templates.filters["pyrepr"] = repr
         return self._templates
+
+
+def python_literal(value: Any, indent: int = 0) -> str:
+    """Plain data (dicts, lists, text, numbers, None) as a Python literal for a
+    generated module: one item per line wherever the whole would not fit on
+    one. Unlike `pprint`, it never tries a layout twice, so a manifest of
+    thousands of tasks costs about what `repr` does."""
+    flat = repr(value)
+    if indent + len(flat) <= LITERAL_WIDTH or not isinstance(value, dict | list):
+        return flat
+    pad = " " * (indent + 4)
+    if isinstance(value, dict):
+        lines = [
+            f"{pad}{key!r}: {python_literal(item, indent + 4)}"
+            for key, item in value.items()
+        ]
+        opening, closing = "{", "}"
+    else:
+        lines = [f"{pad}{python_literal(item, indent + 4)}" for item in value]
+        opening, closing = "[", "]"
+    return f"{opening}\n" + ",\n".join(lines) + f",\n{' ' * indent}{closing}"

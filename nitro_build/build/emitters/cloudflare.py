@@ -10,12 +10,12 @@ table, and whose cron triggers are the schedules in Cloudflare's dialect.
 
 from __future__ import annotations
 
-import pprint
 import re
 from typing import Any
 
 from ...errors import Problem
 from .base import Emitter as BaseEmitter
+from .base import python_literal
 
 # The worker's own keys; every other key of the [cloudflare] table (vars,
 # bindings, routes...) passes through to wrangler.toml as written.
@@ -66,7 +66,7 @@ class Emitter(BaseEmitter):
     def context(self) -> dict[str, Any]:
         return {
             **super().context(),
-            "manifest": pprint.pformat(self.manifest(), sort_dicts=False),
+            "manifest": python_literal(self.manifest()),
         }
 
     def emit(self) -> None:

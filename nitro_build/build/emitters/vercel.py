@@ -13,11 +13,11 @@ manifest embedded in it.
 from __future__ import annotations
 
 import posixpath
-import pprint
 from typing import Any
 
 from ...errors import Problem
 from .base import Emitter as BaseEmitter
+from .base import python_literal
 
 # The keys of the [vercel] table this preset reads itself; every other key
 # passes through to vercel.json as written (regions, headers...).
@@ -65,7 +65,7 @@ class Emitter(BaseEmitter):
     def context(self) -> dict[str, Any]:
         return {
             **super().context(),
-            "manifest": pprint.pformat(self.function_manifest(), sort_dicts=False),
+            "manifest": python_literal(self.function_manifest()),
             "bundle_dir": posixpath.relpath(
                 self.preset.bundle.folder, posixpath.dirname(self.function())
             ),
