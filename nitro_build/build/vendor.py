@@ -130,7 +130,6 @@ def installed_fingerprint() -> str:
     removing, upgrading or reinstalling one changes it."""
     digest = hashlib.sha256(f"{sys.version}\0{sys.prefix}".encode())
     for entry in sys.path:
-        digest.update(f"\0{entry}".encode())
         try:
             with os.scandir(entry or ".") as found:
                 folders = sorted(
@@ -140,6 +139,10 @@ def installed_fingerprint() -> str:
                 )
         except OSError:
             continue
+        # Entries without distributions (the script's or the current folder,
+        # which differ between `nitro` and `python -m nitro_build`) are left out.
+        if folders:
+            digest.update(f"\0{os.path.abspath(entry)}".encode())
         for name, mtime in folders:
             digest.update(f"\0{name}\0{mtime}".encode())
     return digest.hexdigest()
