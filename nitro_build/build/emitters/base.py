@@ -178,6 +178,10 @@ class Emitter:
         if self._templates is None:
             import jinja2
 
+            # Compiled templates are kept between builds; each is checked
+            # against its template's source before use.
+            compiled = self.cache_folder("templates")
+            compiled.mkdir(parents=True, exist_ok=True)
             self._templates = jinja2.Environment(
                 loader=jinja2.FileSystemLoader(
                     [str(p) for p in self.preset.template_dirs]
@@ -185,6 +189,7 @@ class Emitter:
                 undefined=jinja2.StrictUndefined,
                 keep_trailing_newline=True,
                 autoescape=False,
+                bytecode_cache=jinja2.FileSystemBytecodeCache(str(compiled)),
             )
             self._templates.filters["json"] = lambda value, indent=None: json.dumps(
                 value, indent=indent
