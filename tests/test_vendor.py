@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nitro_build.build import vendor
+from nitro_build.build import build_project, vendor
 
 
 def install(site: Path, name: str, version: str) -> Path:
@@ -82,3 +82,25 @@ def test_other_requirements_are_resolved_on_their_own(
 
     assert missing.listed == ["nitro-not-installed"]
     assert [p.name for p in missing.pure] == ["nitrofake"]
+
+
+def test_a_damaged_cache_entry_is_made_again(copy_fixture) -> None:
+    root = copy_fixture("example")
+    build_project(root)
+    cached = next(
+        path
+        for path in (root / ".nitro" / "cache" / "vendor").iterdir()
+        if path.name.startswith("croniter-")
+    )
+    damaged = cached / "croniter" / "croniter.py"
+    damaged.chmod(0o644)
+    damaged.unlink()
+
+    build_project(root)
+
+    import croniter
+
+    vendored = root / ".output" / "server" / "_vendor" / "croniter" / "croniter.py"
+    installed = Path(croniter.__file__).parent / "croniter.py"
+    assert vendored.read_bytes() == installed.read_bytes()
+    assert damaged.read_bytes() == installed.read_bytes()

@@ -207,9 +207,24 @@ def copy_distribution(
     if cache is None:
         return _copy_files(_shipped_files(_installed(package)), folder)
 
+    source = cached_copy(package, cache)
+    try:
+        return _link_listing(str(source), str(folder))
+    except FileNotFoundError as error:
+        logger.warning(
+            "the vendoring cache entry '%s' is missing a file (%s); making it again",
+            source,
+            error.filename,
+        )
+        shutil.rmtree(source, ignore_errors=True)
+        fresh = cached_copy(package, cache)
+        return _link_listing(str(fresh), str(folder), replace=True)
+
+
+def _link_listing(source: str, target: str, replace: bool = False) -> tuple[int, int]:
+    """Link (or, across file systems, copy) a cached copy's files into target;
+    with `replace`, files a failed attempt left there are replaced."""
     # Plain strings and os functions: this runs for every vendored file.
-    source = str(cached_copy(package, cache))
-    target = str(folder)
     with open(os.path.join(source, LISTING), encoding="utf-8") as stream:
         files = [line.rstrip("\n").split("\t", 1) for line in stream]
     for sub in sorted({os.path.dirname(name) for _, name in files}):
@@ -217,13 +232,18 @@ def copy_distribution(
 
     link = True
     for _, name in files:
+        origin, destination = f"{source}/{name}", f"{target}/{name}"
+        if replace and os.path.lexists(destination):
+            os.unlink(destination)
         if link:
             try:
-                os.link(f"{source}/{name}", f"{target}/{name}")
+                os.link(origin, destination)
                 continue
+            except FileNotFoundError:
+                raise
             except OSError:
                 link = False
-        shutil.copyfile(f"{source}/{name}", f"{target}/{name}")
+        shutil.copyfile(origin, destination)
     return len(files), sum(int(size) for size, _ in files)
 
 
