@@ -252,3 +252,31 @@ def test_tasks_import_lazily(tmp_path: Path) -> None:
     assert runtime.names() == ["boom"]
     with pytest.raises(TaskLoadError, match="import failed: RuntimeError: imported"):
         runtime.task("boom")
+
+
+def test_task_modules_are_named_like_their_tasks() -> None:
+    from nitro_build.runtime.loader import module_name_for
+
+    assert module_name_for("db:migrate") == "nitro_tasks.db.migrate"
+    assert module_name_for("report") == "nitro_tasks.report"
+    assert module_name_for("cache.clear") == "nitro_tasks.cache__2e__clear"
+    assert module_name_for("a:b") != module_name_for("a.b")
+
+
+async def test_a_task_logs_under_its_own_name(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    entry = write_task(
+        tmp_path,
+        "db:migrate",
+        "import logging\n\nlogger = logging.getLogger(__name__)\n\n\n"
+        "@define_task\ndef migrate(event):\n    logger.warning('migrating')\n",
+    )
+    runtime = TaskRuntime([entry], tmp_path)
+
+    with caplog.at_level(logging.WARNING):
+        await runtime.run("db:migrate")
+
+    assert [r.name for r in caplog.records if r.message == "migrating"] == [
+        "nitro_tasks.db.migrate"
+    ]

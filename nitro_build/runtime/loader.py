@@ -96,9 +96,17 @@ def load_entry(entry: TaskEntry, root: Path) -> Task:
 
 
 def module_name_for(name: str) -> str:
-    """A module name for a task file that no other task name can share."""
-    escaped = re.sub(r"[^A-Za-z0-9]", lambda m: f"_{ord(m.group()):x}_", name)
-    return f"nitro_tasks.{escaped}"
+    """The module name a task file is imported under.
+
+    It reads like the task name, so the task's own logger does too:
+    `db:migrate` is `nitro_tasks.db.migrate`. Characters a module name cannot
+    hold, the dot among them, are written as `__<hex>__`.
+    """
+    parts = (
+        re.sub(r"[^A-Za-z0-9_]", lambda m: f"__{ord(m.group()):x}__", part)
+        for part in name.split(":")
+    )
+    return "nitro_tasks." + ".".join(parts)
 
 
 def load_file(path: Path, module_name: str) -> ModuleType:
