@@ -38,6 +38,7 @@ from .runtime import TaskRuntime, use_runtime
 from .runtime.http import ASGIApp, TasksApp, create_app
 from .runtime.scheduler import Scheduler
 from .runtime.server import PortInUse, ServerError, bind_socket, load_app, run_server
+from .state import state_folder
 
 logger = logging.getLogger(__name__)
 
@@ -255,10 +256,7 @@ def _forget_modules(tasks_dir: Path) -> None:
 
 def write_dev_file(path: Path, host: str, port: int, url: str) -> None:
     """Write dev.json in one step, so a reader never sees half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ignore = path.parent / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# Written by 'nitro dev'.\n*\n")
+    state_folder(path.parent.parent)
 
     previous = _read_dev_file(path)
     if previous and previous.get("pid") not in (None, os.getpid()):

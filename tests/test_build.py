@@ -19,6 +19,7 @@ from conftest import REPO, free_port
 from nitro_build.build import build_project
 from nitro_build.build.presets import PresetError
 from nitro_build.errors import ConfigError
+from nitro_build.state import build_lock
 
 TASK = "from nitro_build import define_task\n\ntask = define_task(run=print)\n"
 BROKEN_TASK = "from nitro_build import define_task\n\nraise RuntimeError('boom')\n"
@@ -376,3 +377,23 @@ def test_the_wheel_carries_presets_and_templates(tmp_path: Path, copy_fixture) -
     assert Path(site, "nitro_build", "presets", "node-server.toml").is_file()
     assert Path(site, "nitro_build", "templates", "server", "index.py.j2").is_file()
     assert (root / ".output" / "server" / "index.py").is_file()
+
+
+def test_a_build_waits_for_the_build_already_running(copy_fixture, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = copy_fixture("example")
+    log = tmp_path / "build.log"
+    command = [sys.executable, "-m", "nitro_build", "--root", str(root), "build"]
+
+    with build_lock(root), log.open("w") as stream:
+        build = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stream)
+        deadline = time.monotonic() + 60
+        while "another build of" not in log.read_text():
+            assert build.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the build never said it waits"
+            time.sleep(0.05)
+        assert build.poll() is None
+        assert not (root / ".output").exists()
+
+    assert build.wait(timeout=120) == 0, log.read_text()
+    assert (root / ".output" / "server" / "manifest.json").is_file()
+    assert (root / ".nitro" / ".gitignore").read_text().endswith("*\n")

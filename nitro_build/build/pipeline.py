@@ -32,6 +32,7 @@ from ..errors import ConfigError, Problem
 from ..project import Project, check_tasks, load_project
 from ..runtime import TaskError
 from ..runtime.loader import TaskCatalog
+from ..state import build_lock
 from .emitters.base import Emitter
 from .model import BuildPlan, ManifestTask, Schedule
 from .presets import Preset, load_emitter_class, load_preset
@@ -87,22 +88,23 @@ def build_project(
     target = load_preset(project.config.preset)
     emitter_class: type[Emitter] = load_emitter_class(target)
     output_dir = output_folder(project.config, output)
-    recover_output(output_dir)
 
-    plan = plan_build(project, target, output_dir, emitter_class)
+    with build_lock(project.root):
+        recover_output(output_dir)
+        plan = plan_build(project, target, output_dir, emitter_class)
 
-    with staging_folder(output_dir) as staging:
-        emitter = emitter_class(plan, staging)
-        emitter.lay_out_bundle()
-        emitter.emit()
-        write_marker(staging, plan)
-        written = written_items(emitter)
-        warnings = [
-            *plan.warnings,
-            *emitter.report.warnings,
-            *size_warnings(target, written),
-        ]
-        replace_output(staging, output_dir)
+        with staging_folder(output_dir) as staging:
+            emitter = emitter_class(plan, staging)
+            emitter.lay_out_bundle()
+            emitter.emit()
+            write_marker(staging, plan)
+            written = written_items(emitter)
+            warnings = [
+                *plan.warnings,
+                *emitter.report.warnings,
+                *size_warnings(target, written),
+            ]
+            replace_output(staging, output_dir)
 
     return BuildResult(
         preset=target.name,
@@ -366,8 +368,6 @@ def recover_output(output: Path) -> None:
 
 def clean_leftovers(output: Path) -> None:
     """Remove what interrupted builds left next to the output."""
-    # TODO: lock the output folder so two builds into it at once cannot remove
-    # each other's staging folder (one build per output is the supported case)
     for kind in ("new", "old"):
         for leftover in output.parent.glob(sibling_prefix(output, kind) + "*"):
             if leftover.is_dir():

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import Problem
+from ...state import state_folder
 from .. import bundle
 from ..bundle import BundleReport, Part
 
@@ -102,7 +103,7 @@ class Emitter:
 
     def cache_folder(self, kind: str) -> Path:
         """The project's folder for what builds keep between them."""
-        return self.plan.config.root / ".nitro" / "cache" / kind
+        return state_folder(self.plan.config.root) / "cache" / kind
 
     def context(self) -> dict[str, Any]:
         """What every template sees."""
