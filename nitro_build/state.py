@@ -1,12 +1,14 @@
 """The project's `.nitro/` folder: what nitro-build keeps between runs.
 
-It holds the dev server's `dev.json`, the build caches and the build lock. It
-is made on first use with a `.gitignore` that keeps all of it out of git.
+It holds the dev server's `dev.json` and the build caches, and is made on
+first use with a `.gitignore` that keeps all of it out of git. Builds of one
+project take turns through a lock on the project folder.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,20 +31,24 @@ def state_folder(root: Path) -> Path:
 @contextmanager
 def build_lock(root: Path) -> Iterator[None]:
     """Hold the project's build lock: one build at a time lays out files,
-    since builds share the caches and clean up each other's leftovers."""
+    since builds share the caches and clean up each other's leftovers.
+
+    The lock is taken on the project folder itself, so a build that fails
+    validation has written nothing, not even a lock file.
+    """
     try:
         import fcntl
     except ImportError:  # no advisory locks on this platform
         yield
         return
 
-    with open(state_folder(root) / "build.lock", "a") as handle:
+    handle = os.open(root, os.O_RDONLY)
+    try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             logger.info("another build of '%s' is running; waiting for it", root)
             fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        yield
+    finally:
+        os.close(handle)
