@@ -64,15 +64,7 @@ class CloudflareWorker:
         self.app = app
         self._app: Any = None
 
-        entries = [
-            TaskEntry(
-                name=str(task["name"]),
-                file=task.get("file"),
-                handler=task.get("handler"),
-                description=task.get("description"),
-            )
-            for task in tasks
-        ]
+        entries = [TaskEntry.from_manifest(task) for task in tasks]
         schedules: dict[str, list[str]] = {}
         for by_pattern in self.triggers.values():
             schedules.update(by_pattern)

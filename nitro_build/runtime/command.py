@@ -84,15 +84,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
 
 def runtime_from(manifest: dict[str, Any], bundle: Path) -> TaskRuntime:
     """The task runtime the manifest describes, with nothing imported yet."""
-    entries = [
-        TaskEntry(
-            task["name"],
-            file=task.get("file"),
-            handler=task.get("handler"),
-            description=task.get("description"),
-        )
-        for task in manifest.get("tasks", [])
-    ]
+    entries = [TaskEntry.from_manifest(task) for task in manifest.get("tasks", [])]
     root = (bundle / manifest.get("sources", ".")).resolve()
     return TaskRuntime(entries, root=root, schedules=manifest.get("schedules", {}))
 

@@ -17,10 +17,11 @@ import re
 import sys
 import threading
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from .errors import TaskError, TaskLoadError, TaskNotFound, TaskNotImplemented
 from .task import Task, define_task
@@ -34,6 +35,16 @@ class TaskEntry:
     file: str | None = None
     handler: str | None = None
     description: str | None = None
+
+    @classmethod
+    def from_manifest(cls, task: Mapping[str, Any]) -> TaskEntry:
+        """An entry from one task of a build output's manifest."""
+        return cls(
+            str(task["name"]),
+            file=task.get("file"),
+            handler=task.get("handler"),
+            description=task.get("description"),
+        )
 
 
 class TaskCatalog:

@@ -151,15 +151,7 @@ def create_app(manifest: Mapping[str, Any], bundle: Path | str) -> VercelApp:
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
 
-    entries = [
-        TaskEntry(
-            task["name"],
-            file=task.get("file"),
-            handler=task.get("handler"),
-            description=task.get("description"),
-        )
-        for task in manifest.get("tasks", [])
-    ]
+    entries = [TaskEntry.from_manifest(task) for task in manifest.get("tasks", [])]
     patterns = manifest.get("patterns", {})
     schedules = {
         patterns.get(cron, cron): list(names)

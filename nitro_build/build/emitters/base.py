@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -218,3 +219,20 @@ def python_literal(value: Any, indent: int = 0) -> str:
         lines = [f"{pad}{python_literal(item, indent + 4)}" for item in value]
         opening, closing = "[", "]"
     return f"{opening}\n" + ",\n".join(lines) + f",\n{' ' * indent}{closing}"
+
+
+def options_where(plan: Any) -> str:
+    """Where the preset's options live, for problems: file and table."""
+    table = plan.preset.options or plan.preset.name
+    config_file = plan.config.file
+    return f"{config_file.name}: {table}" if config_file else table
+
+
+def reserved_options(plan: Any, reserved: Mapping[str, str]) -> list[Problem]:
+    """A problem for each option the emitter writes itself, with the reason."""
+    where = options_where(plan)
+    return [
+        Problem(f"{where}.{key}", f"cannot be set: {why}; remove it")
+        for key, why in reserved.items()
+        if key in plan.options
+    ]

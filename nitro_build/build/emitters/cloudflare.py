@@ -15,7 +15,7 @@ from typing import Any
 
 from ...errors import Problem
 from .base import Emitter as BaseEmitter
-from .base import python_literal
+from .base import options_where, python_literal, reserved_options
 
 # The worker's own keys; every other key of the [cloudflare] table (vars,
 # bindings, routes...) passes through to wrangler.toml as written.
@@ -34,12 +34,8 @@ class Emitter(BaseEmitter):
     @classmethod
     def check(cls, plan: Any) -> list[Problem]:
         options = plan.options
-        where = _where(plan)
-        problems = [
-            Problem(f"{where}.{key}", f"cannot be set: {why}; remove it")
-            for key, why in RESERVED.items()
-            if key in options
-        ]
+        where = options_where(plan)
+        problems = reserved_options(plan, RESERVED)
 
         name = options.get("name")
         if name is not None and not _is_valid_name(str(name)):
@@ -119,8 +115,3 @@ def worker_name(text: str) -> str:
 
 def _is_valid_name(name: str) -> bool:
     return len(name) <= NAME_LIMIT and VALID_NAME.match(name) is not None
-
-
-def _where(plan: Any) -> str:
-    config_file = plan.config.file
-    return f"{config_file.name}: cloudflare" if config_file else "cloudflare"

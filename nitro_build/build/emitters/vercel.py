@@ -17,7 +17,7 @@ from typing import Any
 
 from ...errors import Problem
 from .base import Emitter as BaseEmitter
-from .base import python_literal
+from .base import options_where, python_literal, reserved_options
 
 # The keys of the [vercel] table this preset reads itself; every other key
 # passes through to vercel.json as written (regions, headers...).
@@ -38,12 +38,8 @@ class Emitter(BaseEmitter):
     @classmethod
     def check(cls, plan: Any) -> list[Problem]:
         options = plan.options
-        where = _where(plan)
-        problems = [
-            Problem(f"{where}.{key}", f"cannot be set: {why}; remove it")
-            for key, why in RESERVED.items()
-            if key in options
-        ]
+        where = options_where(plan)
+        problems = reserved_options(plan, RESERVED)
 
         duration = options.get("max_duration")
         low, high = MAX_DURATION
@@ -114,8 +110,3 @@ class Emitter(BaseEmitter):
 
     def python_version(self) -> str:
         return str(self.preset.extra["python_version"])
-
-
-def _where(plan: Any) -> str:
-    config_file = plan.config.file
-    return f"{config_file.name}: vercel" if config_file else "vercel"
