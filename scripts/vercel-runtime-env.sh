@@ -10,10 +10,13 @@ set -euo pipefail
 
 runtime_version="0.24.1"
 croniter_version="7.0.0"
+# The redis client of nitro-build[redis], for the tests of a lock URL.
+redis_version="8.1.0"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dest="${NITRO_VERCEL_VENV:-$root/.cache/vercel-runtime-py312}"
 stamp="vercel-runtime==$runtime_version croniter==$croniter_version"
+stamp+=" redis==$redis_version"
 
 if [[ -x "$dest/bin/python" && -f "$dest/.nitro-stamp" ]] \
     && [[ "$(cat "$dest/.nitro-stamp")" == "$stamp" ]]; then
@@ -57,6 +60,7 @@ echo "using $python for $stamp in $dest" >&2
 rm -rf "$dest"
 "$python" -m venv "$dest"
 "$dest/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "vercel-runtime==$runtime_version" "croniter==$croniter_version" >&2
+    "vercel-runtime==$runtime_version" "croniter==$croniter_version" \
+    "redis==$redis_version" >&2
 echo "$stamp" > "$dest/.nitro-stamp"
 echo "$dest/bin/python"

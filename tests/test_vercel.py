@@ -20,15 +20,19 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest import FIXTURES, REPO
+from conftest import FIXTURES, REPO, RedisServer
 
 SECRET = "s3cret-for-tests-0123456789"
 CRON_USER_AGENT = "vercel-cron/1.0"
+# Makes the build list redis and embed a lock URL; the tests name their
+# server through NITRO_LOCK_URL, which wins over it.
+PLACEHOLDER_LOCK_URL = "redis://127.0.0.1:1/0"
 
 # What Vercel's Python builder writes next to the function: it names the
 # entrypoint for the launcher, then imports the launcher.
@@ -240,6 +244,17 @@ def add_failing_task(project: Path) -> None:
     set_schedule(project, '"* * * * *" = ["cms:update", "boom"]')
 
 
+def set_lock_url(url: str) -> Any:
+    """A change to a project: `[scheduler] lock_url` set to url."""
+
+    def change(project: Path) -> None:
+        config = project / "nitro.config.toml"
+        text = config.read_text() + f'\n[scheduler]\nlock_url = "{url}"\n'
+        config.write_text(text)
+
+    return change
+
+
 def add_app(project: Path) -> None:
     (project / "web.py").write_text(
         "async def app(scope, receive, send):\n"
@@ -403,6 +418,63 @@ def test_other_paths_go_to_the_configured_app(start: Any) -> None:
     assert cron.json()["tasks"]["cms:update"]["ok"] is True
 
 
+class TestLockUrl:
+    """Instances sharing one redis-server through NITRO_LOCK_URL."""
+
+    @pytest.fixture
+    def launch(self, vercel_python: str, example: Path) -> Iterator[Any]:
+        """Start instances of one build of the example with a lock URL."""
+        set_lock_url(PLACEHOLDER_LOCK_URL)(example)
+        root = built_function(example)
+        started: list[Platform] = []
+
+        def instance(url: str) -> Platform:
+            env = {"CRON_SECRET": SECRET, "NITRO_LOCK_URL": url}
+            platform = Platform(vercel_python, root, env)
+            started.append(platform)
+            return platform
+
+        yield instance
+        for platform in started:
+            platform.stop()
+
+    def test_a_second_delivery_on_another_instance_skips_the_tick(
+        self, launch: Any, redis_server: RedisServer
+    ) -> None:
+        first, second = launch(redis_server.url), launch(redis_server.url)
+
+        ran = first.cron("/api/_nitro/cron/1")
+        again = second.cron("/api/_nitro/cron/1")
+
+        assert ran.status_code == 200, ran.text
+        assert ran.json()["tasks"]["db:migrate"]["result"] == {"result": "Success"}
+        assert again.status_code == 200, again.text
+        assert again.json() == {
+            "ok": True,
+            "cron": "0 3 * * MON-FRI",
+            "scheduledTime": ran.json()["scheduledTime"],
+            "skipped": "this tick was already delivered and ran elsewhere",
+            "tasks": {},
+        }
+        assert "running database migrations" in first.logs()
+        assert "running database migrations" not in second.logs()
+        assert "already delivered and ran elsewhere" in second.logs()
+
+    def test_with_redis_unreachable_the_call_answers_503_and_runs_nothing(
+        self, launch: Any, redis_server: RedisServer
+    ) -> None:
+        platform = launch(redis_server.url)
+        redis_server.stop()
+
+        response = platform.cron("/api/_nitro/cron/1")
+
+        assert response.status_code == 503, response.text
+        assert response.json()["error"] is True
+        assert "is unreachable" in response.json()["message"]
+        assert "no task ran" in platform.logs()
+        assert "task db:migrate started" not in platform.logs()
+
+
 class TestBuild:
     """What `nitro build --preset vercel` writes, read without running it."""
 
@@ -527,3 +599,40 @@ class TestBuild:
 
         assert result.returncode == 2
         assert "'0 0 L * *'" in result.stderr
+
+    def test_lock_url_lists_redis_and_goes_into_the_manifest(
+        self, example: Path
+    ) -> None:
+        set_lock_url(PLACEHOLDER_LOCK_URL)(example)
+
+        result = build(example)
+
+        assert result.returncode == 0, result.stderr
+        output = example / ".output"
+        requirements = (output / "requirements.txt").read_text().splitlines()
+        assert f"redis=={metadata.version('redis')}" in requirements
+        function = (output / "api" / "nitro.py").read_text()
+        assert f"'lock_url': '{PLACEHOLDER_LOCK_URL}'" in function
+
+    def test_without_a_lock_url_redis_is_not_listed(self, example: Path) -> None:
+        result = build(example)
+
+        assert result.returncode == 0, result.stderr
+        requirements = (example / ".output" / "requirements.txt").read_text()
+        assert "redis" not in requirements
+
+    @pytest.mark.parametrize(
+        "url", ["redis://:hunter2@cache:6379/0", "redis://cache/0?password=hunter2"]
+    )
+    def test_a_lock_url_with_a_password_stops_the_build(
+        self, example: Path, url: str
+    ) -> None:
+        set_lock_url(url)(example)
+
+        result = build(example)
+
+        assert result.returncode == 2
+        assert "scheduler.lock_url" in result.stderr
+        assert "NITRO_LOCK_URL" in result.stderr
+        assert "hunter2" not in result.stderr
+        assert not (example / ".output").exists()

@@ -245,6 +245,11 @@ class RedisCluster:
     async def acquire(self, pattern: str, instant_ms: int) -> bool:
         """True in exactly one process per (pattern, instant); False elsewhere,
         and everywhere while Redis is unreachable."""
+        return await self.claim_tick(pattern, instant_ms) is True
+
+    async def claim_tick(self, pattern: str, instant_ms: int) -> bool | None:
+        """`acquire`, but None rather than False while Redis is unreachable,
+        for a caller that answers a lost tick and an outage differently."""
         key = f"{self.prefix}:tick:{{{pattern}}}:{instant_ms}"
         try:
             won = await self._attempt(
@@ -257,7 +262,7 @@ class RedisCluster:
             logger.debug(
                 "tick of '%s' at %d skipped: Redis is unreachable", pattern, instant_ms
             )
-            return False
+            return None
 
         return bool(won)
 

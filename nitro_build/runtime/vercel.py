@@ -9,7 +9,13 @@ ASGI app when one is configured, and gets 404 otherwise.
 
 Vercel does not retry a failed cron call and may deliver one twice; the task
 runtime's one-running-instance rule joins a second delivery that arrives while
-the first still runs in the same instance.
+the first still runs in the same instance. With a lock URL (`NITRO_LOCK_URL`,
+or `scheduler.lock_url` in the manifest) every instance shares one Redis, as
+the server's processes do (see `cluster`): a call first takes the tick's lock,
+and a delivery whose tick already ran elsewhere answers 200 with `skipped` and
+runs nothing; while Redis is unreachable the tick is skipped too, but answered
+503 so the platform's logs show it. Task runs go through the same Redis, so
+one running instance per task holds across instances.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import Any
 
 from . import use_runtime
 from .asgi import ASGIApp, Receive, Scope, Send, error_body, send_json
+from .cluster import RedisCluster, cluster_from_settings
 from .cron import parse_pattern
 from .runner import TaskEntry, TaskRuntime
 
@@ -40,6 +47,8 @@ MISSING_SECRET = (
     "16 characters) and redeploy"
 )
 
+ALREADY_RAN = "this tick was already delivered and ran elsewhere"
+
 
 class VercelApp:
     """The ASGI app of the generated function: cron paths, then the user's app."""
@@ -50,11 +59,13 @@ class VercelApp:
         crons: Mapping[str, str],
         app: ASGIApp | None = None,
         clock: Callable[[], datetime] | None = None,
+        cluster: RedisCluster | None = None,
     ) -> None:
         self.runtime = runtime
         self.crons = dict(crons)
         self.app = app
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.cluster = cluster
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope.get("type")
@@ -108,9 +119,9 @@ class VercelApp:
 
         scheduled = self.scheduled_instant(pattern)
         scheduled_ms = int(scheduled.timestamp() * 1000)
-        # TODO: with scheduler.lock_url, take the cluster's tick lock here so a
-        # second delivery that reaches another instance skips (it needs redis
-        # in requirements.txt and a test against a real redis-server).
+        if not await self._claim(send, pattern, scheduled_ms):
+            return
+
         context = {"vercel": {"path": path, "scheduledAt": scheduled.isoformat()}}
         outcomes = await self.runtime.run_cron(pattern, scheduled_ms, context)
 
@@ -124,6 +135,41 @@ class VercelApp:
         if failed:
             logger.error("cron %s: failed tasks: %s", pattern, ", ".join(failed))
         await send_json(send, 500 if failed else 200, body)
+
+    async def _claim(self, send: Send, pattern: str, scheduled_ms: int) -> bool:
+        """Take the tick's lock; when it is not ours, answer and return False."""
+        if self.cluster is None:
+            return True
+        claimed = await self.cluster.claim_tick(pattern, scheduled_ms)
+        if claimed:
+            return True
+
+        if claimed is None:
+            where = self.cluster.where
+            logger.warning(
+                "cron %s at %d skipped, no task ran: Redis at %s is unreachable",
+                pattern,
+                scheduled_ms,
+                where,
+            )
+            message = (
+                f"cron '{pattern}' at {scheduled_ms} was skipped and no task ran: "
+                f"Redis at {where} is unreachable, so the tick cannot be run "
+                "exactly once; it is not replayed"
+            )
+            await send_json(send, 503, error_body(503, message))
+            return False
+
+        logger.info("cron %s at %d skipped: %s", pattern, scheduled_ms, ALREADY_RAN)
+        body = {
+            "ok": True,
+            "cron": pattern,
+            "scheduledTime": scheduled_ms,
+            "skipped": ALREADY_RAN,
+            "tasks": {},
+        }
+        await send_json(send, 200, body)
+        return False
 
     def scheduled_instant(self, pattern: str) -> datetime:
         """The pattern's latest instant at or before now, in UTC.
@@ -145,7 +191,8 @@ def create_app(manifest: Mapping[str, Any], bundle: Path | str) -> VercelApp:
     `bundle` is the folder holding `nitro_build`; the manifest's `sources` is
     relative to it. `schedules` maps each pattern as Vercel reads it to its
     tasks, `patterns` maps it back to the project's own pattern, and `crons`
-    maps each cron path to the project's pattern.
+    maps each cron path to the project's pattern. `NITRO_LOCK_URL`, else
+    `scheduler.lock_url`, makes instances share ticks and runs through Redis.
     """
     root = (Path(bundle) / str(manifest.get("sources") or ".")).resolve()
     if str(root) not in sys.path:
@@ -157,12 +204,13 @@ def create_app(manifest: Mapping[str, Any], bundle: Path | str) -> VercelApp:
         patterns.get(cron, cron): list(names)
         for cron, names in manifest.get("schedules", {}).items()
     }
-    runtime = TaskRuntime(entries, root, schedules)
+    cluster = cluster_from_settings(manifest.get("scheduler", {}).get("lock_url"))
+    runtime = TaskRuntime(entries, root, schedules, coordinator=cluster)
     use_runtime(runtime)
 
     app = manifest.get("app")
     user_app = load_app(str(app)) if app else None
-    return VercelApp(runtime, manifest.get("crons", {}), user_app)
+    return VercelApp(runtime, manifest.get("crons", {}), user_app, cluster=cluster)
 
 
 def load_app(spec: str) -> ASGIApp:

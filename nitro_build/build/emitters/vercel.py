@@ -8,12 +8,19 @@ pattern at a path of its own and the rewrites that send those paths (and,
 with an `app`, every other path) to the function; `.python-version`; and
 `.vercelignore`. The function learns which path means which pattern from the
 manifest embedded in it.
+
+With `scheduler.lock_url` the build lists `redis` in requirements.txt and
+the manifest carries the URL, so instances share ticks and runs through
+Redis. The manifest is written into `api/nitro.py`, so a URL with a password
+stops the build: the config keeps the URL without it and the Vercel project
+sets the full one as `NITRO_LOCK_URL`, which wins at run time.
 """
 
 from __future__ import annotations
 
 import posixpath
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from ...errors import Problem
 from .base import Emitter as BaseEmitter
@@ -39,7 +46,7 @@ class Emitter(BaseEmitter):
     def check(cls, plan: Any) -> list[Problem]:
         options = plan.options
         where = options_where(plan)
-        problems = reserved_options(plan, RESERVED)
+        problems = reserved_options(plan, RESERVED) + lock_url_problems(plan)
 
         duration = options.get("max_duration")
         low, high = MAX_DURATION
@@ -66,6 +73,11 @@ class Emitter(BaseEmitter):
                 self.preset.bundle.folder, posixpath.dirname(self.function())
             ),
         }
+
+    def dependencies(self) -> list[str]:
+        # Instances sharing ticks and runs through Redis need its client.
+        lock = ["redis"] if self.plan.config.scheduler.get("lock_url") else []
+        return super().dependencies() + lock
 
     def emit(self) -> None:
         super().emit()
@@ -110,3 +122,34 @@ class Emitter(BaseEmitter):
 
     def python_version(self) -> str:
         return str(self.preset.extra["python_version"])
+
+
+def lock_url_problems(plan: Any) -> list[Problem]:
+    """A problem when the config's lock URL holds a password, which the
+    function's embedded manifest would carry into the output."""
+    url = plan.config.scheduler.get("lock_url")
+    if not url or not has_password(str(url)):
+        return []
+    config_file = plan.config.file
+    key = "scheduler.lock_url"
+    where = f"{config_file.name}: {key}" if config_file else key
+    return [
+        Problem(
+            where,
+            "holds a password, which would be written into api/nitro.py; keep "
+            "the URL without it here (so the build lists redis) and set the "
+            "full URL as NITRO_LOCK_URL in the Vercel project's environment "
+            "variables, which wins at run time",
+        )
+    ]
+
+
+def has_password(url: str) -> bool:
+    """True when the URL carries a password, in its user part or its query."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        # Not a URL the function could use either; it says so when it starts.
+        return False
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    return parts.password is not None or any(key == "password" for key, _ in query)
