@@ -25,6 +25,7 @@ import runpy
 import sys
 import tomllib
 import traceback
+import urllib.parse
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -441,7 +442,25 @@ def _url(value: Any, key: str, reader: _Reader) -> str:
             f"must be a URL such as 'redis://localhost:6379/0', got {_show(value)}"
         )
         reader.problem(key, message)
+    elif _has_password(value):
+        # The value itself is not shown: it holds the secret.
+        reader.problem(
+            key,
+            "holds a password, which the build would write into the output; keep "
+            "the URL without it here (so the build still ships redis) and set the "
+            "full URL as NITRO_LOCK_URL where the output runs, which wins",
+        )
     return str(value)
+
+
+def _has_password(url: str) -> bool:
+    """True when the URL carries a password, in its user part or its query."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        return parts.password is not None or any(k == "password" for k, _ in query)
+    except ValueError:
+        return False
 
 
 def _iso_date(value: Any, key: str, reader: _Reader) -> str:

@@ -552,3 +552,20 @@ def test_top_level_key_under_a_table_says_where_it_belongs(tmp_path: Path) -> No
         "'experimental', but 'timezone' is a top-level key; move it above the "
         "first [table] header (in TOML, keys after a header belong to that table)"
     )
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://:hunter2@cache:6379/0", "redis://cache/0?password=hunter2"]
+)
+def test_a_lock_url_with_a_password_is_refused_without_showing_it(
+    tmp_path: Path, url: str
+) -> None:
+    (tmp_path / "nitro.config.toml").write_text(f'[scheduler]\nlock_url = "{url}"\n')
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path)
+
+    [problem] = caught.value.problems
+    assert problem.where == "nitro.config.toml: scheduler.lock_url"
+    assert "set the full URL as NITRO_LOCK_URL" in problem.message
+    assert "hunter2" not in str(caught.value)

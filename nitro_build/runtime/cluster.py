@@ -41,8 +41,8 @@ with its password masked, and its end once, with the number of ticks skipped.
 The `redis` package is imported only when a `RedisCluster` is made; it is the
 optional extra `nitro-build[redis]`, and a build vendors it into the output
 when the config sets `scheduler.lock_url`. The config's URL is written into
-the output's manifest, so a URL with a password belongs in `NITRO_LOCK_URL`
-(the config can hold the same URL without it, to get `redis` vendored). Keys
+the output's manifest, so the config refuses one with a password: that belongs
+in `NITRO_LOCK_URL`, which wins at run time. Keys
 wrap the pattern or task name in braces so a run's keys share one Redis
 Cluster slot; apps sharing one Redis should each use their own database number
 or `prefix`.

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import posixpath
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 from ...errors import Problem
 from .base import Emitter as BaseEmitter
@@ -46,7 +45,7 @@ class Emitter(BaseEmitter):
     def check(cls, plan: Any) -> list[Problem]:
         options = plan.options
         where = options_where(plan)
-        problems = reserved_options(plan, RESERVED) + lock_url_problems(plan)
+        problems = reserved_options(plan, RESERVED)
 
         duration = options.get("max_duration")
         low, high = MAX_DURATION
@@ -122,34 +121,3 @@ class Emitter(BaseEmitter):
 
     def python_version(self) -> str:
         return str(self.preset.extra["python_version"])
-
-
-def lock_url_problems(plan: Any) -> list[Problem]:
-    """A problem when the config's lock URL holds a password, which the
-    function's embedded manifest would carry into the output."""
-    url = plan.config.scheduler.get("lock_url")
-    if not url or not has_password(str(url)):
-        return []
-    config_file = plan.config.file
-    key = "scheduler.lock_url"
-    where = f"{config_file.name}: {key}" if config_file else key
-    return [
-        Problem(
-            where,
-            "holds a password, which would be written into api/nitro.py; keep "
-            "the URL without it here (so the build lists redis) and set the "
-            "full URL as NITRO_LOCK_URL in the Vercel project's environment "
-            "variables, which wins at run time",
-        )
-    ]
-
-
-def has_password(url: str) -> bool:
-    """True when the URL carries a password, in its user part or its query."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        # Not a URL the function could use either; it says so when it starts.
-        return False
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    return parts.password is not None or any(key == "password" for key, _ in query)
