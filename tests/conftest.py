@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import socket
 import subprocess
@@ -126,6 +127,16 @@ class RedisServer:
                 reply += chunk
         line = reply.split(b"process_id:", 1)[1].split(b"\r\n", 1)[0]
         return int(line)
+
+
+def tree_hash(folder: Path) -> str:
+    """One digest over every path and file content under folder."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        digest.update(path.relative_to(folder).as_posix().encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def free_port() -> int:

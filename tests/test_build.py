@@ -3,7 +3,6 @@ leaves behind (the previous output, byte for byte)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import REPO, free_port
+from conftest import REPO, free_port, tree_hash
 
 from nitro_build.build import build_project
 from nitro_build.build.presets import PresetError
@@ -23,16 +22,6 @@ from nitro_build.state import build_lock
 
 TASK = "from nitro_build import define_task\n\ntask = define_task(run=print)\n"
 BROKEN_TASK = "from nitro_build import define_task\n\nraise RuntimeError('boom')\n"
-
-
-def tree_hash(folder: Path) -> str:
-    """One digest over every path and file content under folder."""
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        digest.update(path.relative_to(folder).as_posix().encode())
-        if path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def siblings(folder: Path) -> list[str]:

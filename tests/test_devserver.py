@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "fixtures" / "example"
@@ -53,13 +54,6 @@ FAILING_TASK = """
     def always(event):
         raise RuntimeError("the mail server refused the login")
     """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def nitro(

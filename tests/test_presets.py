@@ -4,13 +4,13 @@ arrive through the `nitro_build.presets` entry point group."""
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import tree_hash
 
 from nitro_build.build import build_project
 from nitro_build.build import presets as presets_module
@@ -92,15 +92,6 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     presets_module._entry_points.cache_clear()
     yield folder
     presets_module._entry_points.cache_clear()
-
-
-def tree_hash(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        digest.update(path.relative_to(folder).as_posix().encode())
-        if path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def test_the_server_presets_are_known_and_bases_are_not() -> None:
