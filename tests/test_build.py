@@ -232,6 +232,24 @@ def test_packages_that_are_not_pure_go_to_requirements(copy_fixture) -> None:  #
     assert "warning: package 'MarkupSafe'" in result.summary()
 
 
+def test_a_preset_that_vendors_nothing_lists_compiled_packages_quietly(
+    copy_fixture,
+) -> None:  # type: ignore[no-untyped-def]
+    root = copy_fixture("example")
+    (root / "pyproject.toml").write_text(
+        '[project]\nname = "example"\nversion = "1"\ndependencies = ["markupsafe>=2"]\n'
+    )
+    (root / "nitro.config.toml").write_text(
+        (root / "nitro.config.toml").read_text() + '\n[vercel]\nplan = "pro"\n'
+    )
+
+    result = build_project(root, preset="vercel")
+
+    requirements = (root / ".output" / "requirements.txt").read_text()
+    assert "MarkupSafe==" in requirements
+    assert result.warnings == []
+
+
 def test_vendored_packages_are_linked_from_a_cache(copy_fixture) -> None:  # type: ignore[no-untyped-def]
     root = copy_fixture("example")
 

@@ -177,6 +177,7 @@ def vendor_packages(
         resolution.pure = []
         return None, resolution
 
+    resolution.warnings += resolution.compiled
     target.mkdir(parents=True, exist_ok=True)
     count = size = 0
     for package in resolution.pure:

@@ -61,12 +61,15 @@ class Package:
 @dataclass
 class Resolution:
     """What to copy, what to list in requirements.txt, and why; `versions`
-    holds every installed distribution met, by normalized name."""
+    holds every installed distribution met, by normalized name. `compiled`
+    says why each installed package that is not pure Python cannot be
+    vendored, which matters only to a preset that vendors."""
 
     pure: list[Package] = field(default_factory=list)
     listed: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
+    compiled: list[str] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Resolution:
@@ -75,6 +78,7 @@ class Resolution:
             listed=list(data["listed"]),
             warnings=list(data["warnings"]),
             versions=dict(data["versions"]),
+            compiled=list(data.get("compiled", [])),
         )
 
 
@@ -182,7 +186,7 @@ def resolve(requirements: Iterable[str]) -> Resolution:
         reason = _not_vendorable(dist)
         if reason:
             resolution.listed.append(f"{spelled}=={dist.version}")
-            resolution.warnings.append(
+            resolution.compiled.append(
                 f"package '{spelled}' {reason}; it is listed in "
                 "requirements.txt and must be installed where the output runs"
             )
