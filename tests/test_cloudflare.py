@@ -275,6 +275,24 @@ class TestWranglerConfig:
         warned = [w for w in result.warnings if "free plan" in w]
         assert len(warned) == 1 and warned[0].startswith("7 cron triggers"), warned
 
+    def test_source_files_wrangler_leaves_behind_are_named(
+        self, copy_fixture: Callable[[str], Path], tmp_path: Path
+    ) -> None:
+        project = copy_fixture("cloudflare")
+        (project / "data").mkdir()
+        (project / "data" / "prices.json").write_text("{}", encoding="utf-8")
+
+        result = build_project(
+            project, preset="cloudflare_module", output=tmp_path / "o"
+        )
+
+        warned = [w for w in result.warnings if "uploads only Python" in w]
+        assert warned == [
+            "wrangler uploads only Python modules, so 1 source file will not "
+            "reach the worker: 'data/prices.json'; keep such data in a .py "
+            "module, KV or R2"
+        ]
+
     def test_matches_wranglers_published_schema(
         self, build: Callable[..., Path], wrangler: Path
     ) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ...config import CONFIG_FILES, PYPROJECT
 from ...errors import Problem
 from .base import Emitter as BaseEmitter
 from .base import options_where, python_literal, reserved_options
@@ -66,10 +67,9 @@ class Emitter(BaseEmitter):
         }
 
     def emit(self) -> None:
-        # TODO: ship the sources' non-Python files too; wrangler uploads only
-        # .py files by default (waits on checking how Pyodide exposes data rules)
         super().emit()
         self.write_toml("wrangler.toml", self.wrangler_config())
+        self.warn_unshipped_sources()
 
         if self.report.listed:
             self.report.warnings.append(
@@ -77,6 +77,30 @@ class Emitter(BaseEmitter):
                 + ", ".join(dict.fromkeys(self.report.listed))
                 + " could not be vendored into python_modules/ (not pure Python "
                 "or not installed here); the worker fails where it imports them"
+            )
+
+    def warn_unshipped_sources(self) -> None:
+        """Say which source files the worker will not see.
+
+        wrangler uploads the Python modules under the entry's folder, so data
+        files among the sources stay behind.
+        """
+        # TODO: ship the sources' non-Python files too (waits on checking, on a
+        # real deploy, how Pyodide exposes files uploaded through wrangler rules)
+        sources = self.path(self.preset.bundle.folder) / self.preset.bundle.sources
+        left = sorted(
+            path.relative_to(sources).as_posix()
+            for path in sources.rglob("*")
+            if path.is_file() and not _needless_in_worker(path.name)
+        )
+        if left:
+            shown = ", ".join(f"'{name}'" for name in left[:3])
+            more = f" and {len(left) - 3} more" if len(left) > 3 else ""
+            files = "file" if len(left) == 1 else "files"
+            self.report.warnings.append(
+                f"wrangler uploads only Python modules, so {len(left)} source "
+                f"{files} will not reach the worker: {shown}{more}; keep such "
+                "data in a .py module, KV or R2"
             )
 
     def wrangler_config(self) -> dict[str, Any]:
@@ -115,3 +139,12 @@ def worker_name(text: str) -> str:
 
 def _is_valid_name(name: str) -> bool:
     return len(name) <= NAME_LIMIT and VALID_NAME.match(name) is not None
+
+
+def _needless_in_worker(name: str) -> bool:
+    """Python modules ship; project files and docs are not read at run time."""
+    return (
+        name.endswith((".py", ".md", ".rst"))
+        or name in (*CONFIG_FILES, PYPROJECT)
+        or name.upper().startswith(("README", "LICENSE", "CHANGELOG"))
+    )
