@@ -7,9 +7,11 @@ and `nitro task run` find it; the file goes away when the server stops.
 
 Reloading happens in this process, so the port stays open and requests keep
 being answered. Every half second a watcher compares the modification times
-of the config files and the `.py` files of the task folder (os.scandir, no
-extra dependency). On a change it loads the project afresh, imports every
-task, and swaps the new runtime and a new scheduler in. A task file that fails
+of the config files and the project's `.py` files, the task folder's and the
+helpers beside it (os.scandir, no extra dependency; virtual environments,
+hidden folders and the output are passed over). On a change it forgets the
+project's imported modules, loads the project afresh, imports every task, and
+swaps the new runtime and a new scheduler in. A task file that fails
 to import is logged with its file and line and answers 500 with that error
 while the other tasks keep serving; a config that fails to load is logged and
 the previous tasks keep serving until it is fixed.
@@ -31,7 +33,7 @@ from types import FrameType
 from typing import Any
 
 from .client import DEV_FILE
-from .config import CONFIG_FILES, PYPROJECT
+from .config import CONFIG_FILES, PYPROJECT, Config
 from .errors import ConfigError, NitroError
 from .project import Project, check_tasks, load_project
 from .runtime import TaskRuntime, use_runtime
@@ -42,6 +44,7 @@ from .state import state_folder
 
 logger = logging.getLogger(__name__)
 
+IGNORED_FOLDERS = {"__pycache__", "node_modules"}
 POLL_INTERVAL = 0.5
 SETTLE_INTERVAL = 0.1
 GRACE = 10.0
@@ -58,7 +61,11 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 3000) -> None:
 
     project = load_project(root)
     runtime = load_runtime(project)
-    reloader = Reloader(project, runtime, _user_app(project))
+    before = set(sys.modules)
+    user_app = _user_app(project)
+    reloader = Reloader(
+        project, runtime, user_app, frozenset(set(sys.modules) - before)
+    )
     use_runtime(runtime)
 
     try:
@@ -110,7 +117,11 @@ class Reloader:
     """
 
     def __init__(
-        self, project: Project, runtime: TaskRuntime, user_app: ASGIApp | None
+        self,
+        project: Project,
+        runtime: TaskRuntime,
+        user_app: ASGIApp | None,
+        app_modules: frozenset[str] = frozenset(),
     ) -> None:
         self.project = project
         self.app: TasksApp = create_app(
@@ -123,6 +134,8 @@ class Reloader:
         )
         self.scheduler: Scheduler | None = None
         self.stamps: Stamps = {}
+        # The served app is not reloaded, so the modules it brought stay.
+        self.app_modules = app_modules
         self.watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -153,8 +166,8 @@ class Reloader:
             logger.error("not reloaded; the previous tasks serve until this is fixed")
             return
 
-        # TODO: reload the user's app and modules outside the task folder too
-        # (the app's lifespan would need restarting in place; a restart does it)
+        # TODO: reload the user's app too (its lifespan would need restarting
+        # in place; until then the modules it brought stay as first imported)
         if project.config.app != self.project.config.app:
             logger.warning(
                 "the config's app changed to '%s'; restart 'nitro dev' to serve it",
@@ -173,7 +186,7 @@ class Reloader:
         logger.info("reloaded %d tasks", len(runtime.entries))
 
     def _load(self) -> tuple[Project, TaskRuntime]:
-        _forget_modules(self.project.config.tasks_dir)
+        _forget_modules(self.project.config, self.app_modules)
         project = load_project(self.project.root)
         return project, load_runtime(project)
 
@@ -210,6 +223,7 @@ def snapshot(project: Project) -> Stamps:
     config = project.config
     for name in (*CONFIG_FILES, PYPROJECT):
         _stamp(config.root / name, stamps)
+    _scan(str(config.src_dir), stamps, skipped=_not_sources(config))
     _scan(str(config.tasks_dir), stamps)
     for entry in project.entries.values():
         if entry.file:
@@ -227,17 +241,19 @@ def _stamp(path: Path, stamps: Stamps) -> None:
     stamps[str(path)] = (status.st_mtime_ns, status.st_size)
 
 
-def _scan(folder: str, stamps: Stamps) -> None:
+def _scan(folder: str, stamps: Stamps, skipped: frozenset[str] = frozenset()) -> None:
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return
     for entry in entries:
-        if entry.name.startswith(".") or entry.name == "__pycache__":
+        if entry.name.startswith(".") or entry.name in IGNORED_FOLDERS:
             continue
         try:
             if entry.is_dir():
-                _scan(entry.path, stamps)
+                if entry.path in skipped or _is_venv(entry.path):
+                    continue
+                _scan(entry.path, stamps, skipped)
             elif entry.name.endswith(".py"):
                 status = entry.stat()
                 stamps[entry.path] = (status.st_mtime_ns, status.st_size)
@@ -245,13 +261,44 @@ def _scan(folder: str, stamps: Stamps) -> None:
             continue
 
 
-def _forget_modules(tasks_dir: Path) -> None:
-    """Drop imported task files and their helpers so they import afresh."""
-    inside = str(tasks_dir) + os.sep
+def _forget_modules(config: Config, keep: frozenset[str]) -> None:
+    """Drop imported task files and the project's own modules they use, so
+    they import afresh; modules in `keep` (the served app's) stay."""
     for name, module in list(sys.modules.items()):
-        file = getattr(module, "__file__", None) or ""
-        if name.startswith("nitro_tasks.") or file.startswith(inside):
+        # A namespace package has no file, only a path; it must go too, or
+        # `from package import module` finds the old module on it.
+        places = [getattr(module, "__file__", None) or ""]
+        places += list(getattr(module, "__path__", None) or [])
+        own = any(_project_code(place, config) for place in places)
+        if (name.startswith("nitro_tasks.") or own) and name not in keep:
             del sys.modules[name]
+
+
+def _project_code(path: str, config: Config) -> bool:
+    """Whether a module file is the project's own code, not an installed
+    package, even one in a virtual environment inside the project."""
+    for folder in (config.tasks_dir, config.src_dir):
+        prefix = str(folder) + os.sep
+        if path.startswith(prefix):
+            break
+    else:
+        return False
+    if path.startswith(tuple(place + os.sep for place in _not_sources(config))):
+        return False
+    parts = path[len(prefix) :].split(os.sep)
+    return not any(
+        part.startswith(".") or part in ("site-packages", "dist-packages")
+        for part in parts
+    )
+
+
+def _not_sources(config: Config) -> frozenset[str]:
+    """Folders under the sources that hold no project code of its own."""
+    return frozenset({str(config.output_dir), str(config.root / ".nitro")})
+
+
+def _is_venv(path: str) -> bool:
+    return os.path.exists(os.path.join(path, "pyvenv.cfg"))
 
 
 def write_dev_file(path: Path, host: str, port: int, url: str) -> None:

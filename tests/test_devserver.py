@@ -469,3 +469,40 @@ class TestUserApp:
             "two ticks of '* * * * * *'",
         )
         assert fired
+
+
+class TestHelperReload:
+    def test_editing_a_helper_beside_the_tasks_reloads_the_tasks_using_it(
+        self, tmp_path: Path, start_dev: Callable[..., DevServer]
+    ) -> None:
+        root = make_project(tmp_path)
+        (root / "shared").mkdir()
+        (root / "shared" / "greeting.py").write_text("WORD = 'hello'\n")
+        installed = root / ".venv" / "lib" / "site-packages"
+        installed.mkdir(parents=True)
+        (installed / "installed_once.py").write_text(
+            "import itertools\nIMPORTS = itertools.count(1)\nFIRST = next(IMPORTS)\n"
+        )
+        (root / "tasks" / "greet.py").write_text(
+            "import sys\n"
+            "from pathlib import Path\n\n"
+            "from nitro_build import define_task\n"
+            "from shared import greeting\n\n"
+            "sys.path.insert(0, str(Path(__file__).parents[1] / '.venv/lib/"
+            "site-packages'))\n"
+            "import installed_once\n\n"
+            "task = define_task(\n"
+            "    run=lambda event: [greeting.WORD, id(installed_once)]\n"
+            ")\n"
+        )
+        server = start_dev(root=root)
+        word, package = server.get("/_nitro/tasks/greet").json()
+        assert word == "hello"
+
+        (root / "shared" / "greeting.py").write_text("WORD = 'bonjour'\n")
+
+        wait_for(
+            lambda: server.get("/_nitro/tasks/greet").json()[0] == "bonjour",
+            "the edited helper to be used",
+        )
+        assert server.get("/_nitro/tasks/greet").json()[1] == package
