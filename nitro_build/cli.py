@@ -151,19 +151,12 @@ def task_run(context: Context, name: str, payload: str, local: bool) -> None:
 
 def parse_payload(text: str) -> dict[str, Any]:
     """The --payload option as a dict; anything but a JSON object exits 2."""
+    from .runtime.task import payload_from_json
+
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise UsageError(
-            f"--payload '{text}' is not valid JSON ({error.msg} at column "
-            f'{error.colno}); pass an object such as \'{{"key": "value"}}\''
-        ) from None
-    if not isinstance(data, dict):
-        raise UsageError(
-            f"--payload '{text}' is a JSON {type(data).__name__}, not an object; "
-            "wrap it, e.g. '{\"value\": ...}'"
-        )
-    return data
+        return payload_from_json(text)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def run_local(root: Path, name: str, payload: dict[str, Any]) -> Any:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from . import use_runtime
 from .errors import TaskError
 from .runner import TaskEntry, TaskRuntime
+from .task import payload_from_json
 
 if TYPE_CHECKING:
     from .cluster import RedisCluster
@@ -124,20 +125,9 @@ def run_task(runtime: TaskRuntime, name: str, payload_text: str) -> int:
 def parse_payload(text: str) -> dict[str, Any]:
     """The --payload option as a dict; anything but a JSON object exits 2."""
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise CommandError(
-            f"--payload '{text}' is not valid JSON ({error.msg} at column "
-            f'{error.colno}); pass an object such as \'{{"key": "value"}}\'',
-            2,
-        ) from None
-    if not isinstance(data, dict):
-        raise CommandError(
-            f"--payload '{text}' is a JSON {type(data).__name__}, not an object; "
-            "wrap it, e.g. '{\"value\": ...}'",
-            2,
-        )
-    return data
+        return payload_from_json(text)
+    except ValueError as error:
+        raise CommandError(str(error), 2) from None
 
 
 def serve(

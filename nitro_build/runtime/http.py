@@ -66,7 +66,9 @@ class TasksApp:
     """The ASGI app: task routes, the user's app behind them, and the lifespan.
 
     `runtime` and `timezone` are plain attributes, so the dev server can swap
-    in a freshly loaded project while requests keep being served.
+    in a freshly loaded project while requests keep being served. `token`
+    enables the task routes on a production server (`dev=False`); `grace` is
+    how long shutdown waits for scheduled runs still going.
     """
 
     def __init__(
@@ -208,30 +210,8 @@ class TasksApp:
         await send({"type": "lifespan.shutdown.complete"})
 
 
-def create_app(
-    runtime: TaskRuntime,
-    *,
-    timezone: str = "UTC",
-    dev: bool = False,
-    token: str | None = None,
-    app: ASGIApp | None = None,
-    scheduler: Service | None = None,
-    grace: float = 10.0,
-) -> TasksApp:
-    """The ASGI app serving the task routes, the user's app and the scheduler.
-
-    `token` enables the task routes on a production server (`dev=False`);
-    `grace` is how long shutdown waits for scheduled runs still going.
-    """
-    return TasksApp(
-        runtime,
-        timezone=timezone,
-        dev=dev,
-        token=token,
-        app=app,
-        scheduler=scheduler,
-        grace=grace,
-    )
+# The name the server, the dev server and the tests build the app by.
+create_app = TasksApp
 
 
 class _UserLifespan:

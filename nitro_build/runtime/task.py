@@ -7,6 +7,7 @@ remembers the file and line it was defined on, so discovery can point at it.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -102,3 +103,21 @@ def _make(function: RunFunction, meta: dict[str, Any], file: str, line: int) -> 
             f"define_task needs a function for run, got {function!r} ({file}:{line})"
         )
     return Task(run=function, meta=meta, file=file, line=line)
+
+
+def payload_from_json(text: str) -> dict[str, Any]:
+    """A `--payload` argument as a dict; raises ValueError saying what is
+    wrong with anything but a JSON object."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"--payload '{text}' is not valid JSON ({error.msg} at column "
+            f'{error.colno}); pass an object such as \'{{"key": "value"}}\''
+        ) from None
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"--payload '{text}' is a JSON {type(data).__name__}, not an object; "
+            "wrap it, e.g. '{\"value\": ...}'"
+        )
+    return data
